@@ -1,0 +1,78 @@
+"""System checks that turn bad configuration into a message that says how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from llm import crypto
+
+_KEY_HOWTO = (
+    'Generate one with: python -c "import base64,secrets;'
+    'print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())"'
+)
+
+
+@register()
+def production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    problems: list[CheckMessage] = []
+    if not settings.SECRET_KEY:
+        problems.append(
+            Error(
+                "SECRET_KEY is not set.",
+                hint="With DEBUG off, set SECRET_KEY in the environment to a long random "
+                'string (python -c "import secrets;print(secrets.token_urlsafe(50))").',
+                id="coppertone.E001",
+            )
+        )
+    if not settings.LLM_ENCRYPTION_KEYS:
+        problems.append(
+            Error(
+                "LLM_ENCRYPTION_KEYS is not set, so provider keys cannot be stored.",
+                hint="Set LLM_ENCRYPTION_KEYS to one or more comma-separated base64 keys of "
+                f"32 bytes; the first encrypts, all decrypt. {_KEY_HOWTO}",
+                id="coppertone.E002",
+            )
+        )
+    else:
+        try:
+            crypto.KeyRing.from_settings()
+        except crypto.BadKeyConfig as exc:
+            problems.append(
+                Error(
+                    f"LLM_ENCRYPTION_KEYS is not valid: {exc}",
+                    hint=_KEY_HOWTO,
+                    id="coppertone.E003",
+                )
+            )
+    if not settings.DEBUG:
+        if not settings.ALLOWED_HOSTS:
+            problems.append(
+                Error(
+                    "ALLOWED_HOSTS is empty, so every request would be refused.",
+                    hint="Set ALLOWED_HOSTS to the host names the site is served on, "
+                    "comma-separated (ALLOWED_HOSTS=chat.example.com).",
+                    id="coppertone.E004",
+                )
+            )
+        if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+            problems.append(
+                Warning(
+                    "DEBUG is off but the database is SQLite.",
+                    hint="Set DATABASE_URL=postgres://user:password@host:5432/name for "
+                    "production; SQLite allows one writer at a time.",
+                    id="coppertone.W001",
+                )
+            )
+        if not settings.REDIS_URL:
+            problems.append(
+                Warning(
+                    "DEBUG is off but REDIS_URL is not set.",
+                    hint="Set REDIS_URL=redis://host:6379/0 so several workers share the "
+                    "channel layer, the cache and the rate limits.",
+                    id="coppertone.W002",
+                )
+            )
+    return problems

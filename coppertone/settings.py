@@ -1,0 +1,203 @@
+"""Coppertone settings: the one place that reads the environment.
+
+A fresh machine needs nothing beside Python: SQLite in DATA_DIR, the in-memory
+channel layer, the local-memory cache and the embedded model. Production is
+switched on by the environment (DATABASE_URL, REDIS_URL, DEBUG=off, and the
+secrets); `coppertone.checks` explains any missing piece.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from base64 import urlsafe_b64encode
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG: bool = env.bool("DEBUG", default=True)
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
+
+
+def _secret_file(name: str, make: str) -> str:
+    """Read a development secret from DATA_DIR, creating it (mode 0600) on first run."""
+    path = DATA_DIR / name
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(make)
+        print(f"coppertone: generated {name} in {path} (development only)", file=sys.stderr)
+    return path.read_text().strip()
+
+
+# Development generates its own secrets; production must be given them
+# (checked in coppertone/checks.py, never generated when DEBUG is off).
+SECRET_KEY: str = env.str("SECRET_KEY", default="") or (
+    _secret_file("secret_key", secrets.token_urlsafe(50)) if DEBUG else ""
+)
+LLM_ENCRYPTION_KEYS: list[str] = env.list("LLM_ENCRYPTION_KEYS", default=[]) or (
+    [_secret_file("encryption_key", urlsafe_b64encode(secrets.token_bytes(32)).decode())]
+    if DEBUG
+    else []
+)
+
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "accounts",
+    "llm",
+    "coppertone",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "coppertone.urls"
+ASGI_APPLICATION = "coppertone.asgi.application"
+WSGI_APPLICATION = "coppertone.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the widget's reads run while a reply is being written.
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+REDIS_URL: str = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="coppertone"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "coppertone"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+SIGNUP_OPEN: bool = env.bool("SIGNUP_OPEN", default=True)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Behind a TLS-terminating proxy in production.
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    if env.bool("SECURE_PROXY_SSL_HEADER", default=True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- LLM hub -----------------------------------------------------------------
+
+# Loopback and private addresses (Ollama on 127.0.0.1) are reachable only when
+# the operator allows it: on in development, off by default in production.
+LLM_ALLOW_PRIVATE_HOSTS: bool = env.bool("LLM_ALLOW_PRIVATE_HOSTS", default=DEBUG)
+LLM_CONNECT_TIMEOUT: float = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
+LLM_FIRST_BYTE_TIMEOUT: float = env.float("LLM_FIRST_BYTE_TIMEOUT", default=60.0)
+LLM_IDLE_TIMEOUT: float = env.float("LLM_IDLE_TIMEOUT", default=60.0)
+LLM_MAX_RETRIES: int = env.int("LLM_MAX_RETRIES", default=2)
+LLM_MAX_RETRY_WAIT: float = env.float("LLM_MAX_RETRY_WAIT", default=10.0)
+LLM_HISTORY_TOKENS: int = env.int("LLM_HISTORY_TOKENS", default=8000)
+LLM_MAX_MESSAGE_CHARS: int = env.int("LLM_MAX_MESSAGE_CHARS", default=32000)
+# Per user, for chat turns on every transport: "N/s", "N/m", "N/h" or "N/d".
+LLM_RATE_LIMIT: str = env.str("LLM_RATE_LIMIT", default="30/m")
+# Monthly spend per user in USD when the user has no budget of their own; empty = none.
+LLM_DEFAULT_MONTHLY_BUDGET: str = env.str("LLM_DEFAULT_MONTHLY_BUDGET", default="")
+LOCAL_MODEL_PATH: str = env.str("LOCAL_MODEL_PATH", default="")
+LOCAL_MODEL_THREADS: int = env.int("LOCAL_MODEL_THREADS", default=0)
+LOCAL_MODEL_CONTEXT: int = env.int("LOCAL_MODEL_CONTEXT", default=2048)
+MQTT_URL: str = env.str("MQTT_URL", default="mqtt://127.0.0.1:1883")

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from llm.models import Conversation, DailyUsage, Message, ModelPrice, ProviderConfig
+
+
+@admin.register(ProviderConfig)
+class ProviderConfigAdmin(admin.ModelAdmin):
+    list_display = ("user", "kind", "model", "key_hint", "enabled", "last_verified_at")
+    list_filter = ("kind", "enabled")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "model")
+    # The key itself is never shown: only the last 4 characters, read-only.
+    readonly_fields = ("key_hint", "last_verified_at", "last_error", "created_at", "updated_at")
+    exclude = ("encrypted_key", "key_id")
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    fields = ("role", "status", "content", "provider", "model", "output_tokens", "cost")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "user", "created_at", "updated_at")
+    list_select_related = ("user",)
+    search_fields = ("title", "user__username")
+    inlines = [MessageInline]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "role",
+        "status",
+        "provider",
+        "model",
+        "output_tokens",
+        "cost",
+        "created_at",
+    )
+    list_filter = ("role", "status", "provider")
+    search_fields = ("content",)
+    raw_id_fields = ("conversation", "reply_to")
+    date_hierarchy = "created_at"
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "provider",
+        "model",
+        "input_per_million",
+        "output_per_million",
+        "effective_from",
+    )
+    list_filter = ("provider",)
+    search_fields = ("model",)
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(admin.ModelAdmin):
+    list_display = (
+        "day",
+        "user",
+        "provider",
+        "model",
+        "requests",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+    )
+    list_filter = ("provider", "day")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "model")
+    date_hierarchy = "day"

@@ -1,0 +1,137 @@
+"""What every API view shares: authentication, the error body, JSON in and out.
+
+Every error on every transport has one body:
+`{"error": {"code": "...", "message": "...", "retry_after": 12?}}` (docs/api.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.models import ApiToken, User
+
+AsyncView = Callable[..., Awaitable[HttpResponse]]
+
+STATUS_FOR_CODE = {
+    "bad_request": 400,
+    "unauthenticated": 401,
+    "not_found": 404,
+    "too_large": 413,
+    "rate_limited": 429,
+    "budget_exceeded": 402,
+    "busy": 409,
+    "not_configured": 409,
+    "provider_auth": 502,
+    "provider_rate_limited": 502,
+    "provider_timeout": 504,
+    "provider_unavailable": 502,
+    "provider_error": 502,
+    "internal": 500,
+}
+
+
+class ApiError(Exception):
+    """Raised anywhere inside an API view; becomes the error body with its status."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUS_FOR_CODE.get(code, 400)
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            error["retry_after"] = round(self.retry_after)
+        return {"error": error}
+
+    def response(self) -> JsonResponse:
+        response = JsonResponse(self.body(), status=self.status)
+        if self.retry_after is not None:
+            response["Retry-After"] = str(round(self.retry_after))
+        return response
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authenticate(request: HttpRequest) -> tuple[User | None, bool]:
+    """The caller and whether they came by bearer token (else by browser session)."""
+    raw = bearer_token(request)
+    if raw is not None:
+        return await sync_to_async(ApiToken.authenticate)(raw), True
+    user = await request.auser()
+    return (user if user.is_authenticated else None), False
+
+
+def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
+    # Session-authenticated writes need the CSRF token; bearer requests cannot be forged
+    # by a browser, so they skip this.
+    check = CsrfViewMiddleware(lambda r: HttpResponse())
+    check.process_request(request)
+    return check.process_view(request, lambda r: HttpResponse(), (), {})
+
+
+def api_view(view: AsyncView) -> AsyncView:
+    """Authenticate by bearer token or session (+CSRF) and turn ApiError into its body."""
+
+    @wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user, by_token = await authenticate(request)
+        if user is None:
+            message = (
+                "That token is not valid or was revoked: create a new one in your settings."
+                if by_token
+                else "Sign in, or send 'Authorization: Bearer <token>' with a token from "
+                "your settings."
+            )
+            return ApiError("unauthenticated", message).response()
+        unsafe = request.method not in ("GET", "HEAD", "OPTIONS")
+        if not by_token and unsafe and _csrf_failure(request) is not None:
+            return ApiError(
+                "unauthenticated",
+                "The CSRF token is missing or wrong: reload the page and try again.",
+                status=403,
+            ).response()
+        request.user = user
+        try:
+            return await view(request, *args, **kwargs)
+        except ApiError as error:
+            return error.response()
+
+    return csrf_exempt(wrapper)
+
+
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The request body as a JSON object, or an ApiError that says what is wrong with it."""
+    try:
+        data = json.loads(request.body or b"{}")
+    except UnicodeDecodeError:
+        raise ApiError("bad_request", "The body is not UTF-8 text.") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            "bad_request",
+            f"The body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).",
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError("bad_request", 'The body must be a JSON object, like {"message": "hi"}.')
+    return data

@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from llm import crypto
+from llm.providers import registry
+from llm.providers.base import Credentials, Provider, ProviderOptions
+
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_MAX_TOKENS = 1024
+
+
+def provider_options() -> ProviderOptions:
+    """The operator's LLM_* settings, as every adapter takes them."""
+    return ProviderOptions(
+        connect_timeout=settings.LLM_CONNECT_TIMEOUT,
+        first_byte_timeout=settings.LLM_FIRST_BYTE_TIMEOUT,
+        idle_timeout=settings.LLM_IDLE_TIMEOUT,
+        max_retries=settings.LLM_MAX_RETRIES,
+        max_retry_wait=settings.LLM_MAX_RETRY_WAIT,
+        allow_private_hosts=settings.LLM_ALLOW_PRIVATE_HOSTS,
+        local_model_path=settings.LOCAL_MODEL_PATH,
+        local_model_threads=settings.LOCAL_MODEL_THREADS,
+        local_model_context=settings.LOCAL_MODEL_CONTEXT,
+    )
+
+
+class ProviderConfig(models.Model):
+    """One person's settings for one provider kind, with their API key encrypted."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_configs"
+    )
+    kind = models.CharField(max_length=32, choices=registry.choices)
+    encrypted_key = models.TextField(blank=True, editable=False)
+    key_id = models.CharField(max_length=16, blank=True, editable=False)
+    key_hint = models.CharField(max_length=4, blank=True, editable=False)
+    base_url = models.CharField(max_length=500, blank=True)
+    api_version = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    temperature = models.FloatField(
+        default=DEFAULT_TEMPERATURE, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    max_tokens = models.PositiveIntegerField(
+        default=DEFAULT_MAX_TOKENS, validators=[MinValueValidator(1), MaxValueValidator(32000)]
+    )
+    system_prompt = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="one_config_per_user_and_kind")
+        ]
+        ordering = ["kind"]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.label}"
+
+    @property
+    def label(self) -> str:
+        return registry.spec(self.kind).label
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.encrypted_key)
+
+    @property
+    def effective_model(self) -> str:
+        return self.model or registry.spec(self.kind).default_model
+
+    @property
+    def effective_base_url(self) -> str:
+        return self.base_url or registry.spec(self.kind).default_base_url
+
+    def _aad(self) -> bytes:
+        return crypto.associated_data(self.user_id, self.kind)
+
+    def set_api_key(self, plaintext: str) -> None:
+        """Encrypt and store `plaintext`; keep only its last 4 characters in the clear."""
+        if not plaintext:
+            self.encrypted_key = self.key_id = self.key_hint = ""
+            return
+        sealed = crypto.KeyRing.from_settings().encrypt(plaintext, self._aad())
+        self.encrypted_key, self.key_id, self.key_hint = (
+            sealed.ciphertext,
+            sealed.key_id,
+            plaintext[-4:],
+        )
+
+    def api_key(self, ring: crypto.KeyRing | None = None) -> str:
+        """The plaintext key, for the one call that uses it. Raises crypto.DecryptError."""
+        if not self.encrypted_key:
+            return ""
+        ring = ring or crypto.KeyRing.from_settings()
+        return ring.decrypt(crypto.Sealed(self.key_id, self.encrypted_key), self._aad())
+
+    def reencrypt(self, ring: crypto.KeyRing) -> bool:
+        """Seal the key again under the ring's first key. True when it changed."""
+        if not self.encrypted_key or ring.is_current(
+            crypto.Sealed(self.key_id, self.encrypted_key)
+        ):
+            return False
+        sealed = ring.encrypt(self.api_key(ring), self._aad())
+        self.encrypted_key, self.key_id = sealed.ciphertext, sealed.key_id
+        return True
+
+    def credentials(self) -> Credentials:
+        return Credentials(
+            api_key=self.api_key(), base_url=self.effective_base_url, api_version=self.api_version
+        )
+
+    def provider(self) -> Provider:
+        return registry.create(self.kind, provider_options())
+
+
+class Conversation(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    # Names a conversation a transport keeps reopening (an MQTT device's session).
+    external_key = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["user", "-updated_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "external_key"],
+                condition=~models.Q(external_key=""),
+                name="one_conversation_per_external_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"
+        STREAMING = "streaming"
+        STOPPED = "stopped"
+        ERROR = "error"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to first token")
+    latency_ms = models.FloatField(null=True, blank=True)
+    # A client's id for a user message, so that a resend is recognised.
+    client_message_id = models.UUIDField(null=True, blank=True)
+    # The user message an assistant message answers.
+    reply_to = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reply"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),
+            models.Index(
+                fields=["status"], condition=models.Q(status="streaming"), name="streaming"
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_message_id"], name="one_message_per_client_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens for a provider's model, from a date on."""
+
+    provider = models.CharField(max_length=32, choices=registry.choices)
+    model = models.CharField(max_length=200)
+    input_per_million = models.DecimalField(max_digits=10, decimal_places=4)
+    output_per_million = models.DecimalField(max_digits=10, decimal_places=4)
+    effective_from = models.DateField()
+
+    class Meta:
+        ordering = ["provider", "model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model", "effective_from"], name="one_price_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} from {self.effective_from}"
+
+
+class DailyUsage(models.Model):
+    """Per person, day, provider and model: kept when conversations are deleted, so
+    budgets and the staff dashboard do not forget spend."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name_plural = "daily usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "day", "provider", "model"], name="one_usage_row_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.day} {self.provider}/{self.model}"

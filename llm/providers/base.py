@@ -1,0 +1,179 @@
+"""The provider contract: what every adapter takes, yields and raises.
+
+Nothing here imports Django. An adapter is given a `ChatRequest`, the
+`Credentials` to use for this one call, and the `ProviderOptions` the operator
+chose; it yields `TextDelta` events as text arrives, one `Usage` when the
+provider reports it, and a final `Done`. Failures leave an adapter only as a
+`ProviderError` subclass whose message is safe to show a person.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: tuple[ChatMessage, ...]
+    system: str = ""
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What one call needs to reach the provider. Built just before the call."""
+
+    api_key: str = ""
+    base_url: str = ""
+    # Azure OpenAI's `api-version` query parameter; empty elsewhere.
+    api_version: str = ""
+
+    def __repr__(self) -> str:  # never let a key reach a log line or a traceback
+        hint = f"…{self.api_key[-4:]}" if self.api_key else ""
+        return f"Credentials(api_key={hint!r}, base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderOptions:
+    """Operator settings every adapter obeys (coppertone/settings.py, LLM_*)."""
+
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 60.0
+    idle_timeout: float = 60.0
+    max_retries: int = 2
+    max_retry_wait: float = 10.0
+    allow_private_hosts: bool = False
+    local_model_path: str = ""
+    local_model_threads: int = 0
+    local_model_context: int = 2048
+
+
+# --- events ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish_reason: str = "stop"
+
+
+Event = TextDelta | Usage | Done
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ok: bool
+    latency_ms: float
+    detail: str = ""
+    models: int | None = None
+
+
+# --- errors ------------------------------------------------------------------
+
+
+class ProviderError(Exception):
+    """A failure a person can act on. `message` never holds a key or a URL query."""
+
+    code: ClassVar[str] = "provider_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def as_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            body["retry_after"] = round(self.retry_after)
+        return body
+
+
+class AuthFailed(ProviderError):
+    code = "provider_auth"
+
+
+class RateLimited(ProviderError):
+    code = "provider_rate_limited"
+
+
+class TimedOut(ProviderError):
+    code = "provider_timeout"
+
+
+class Unavailable(ProviderError):
+    code = "provider_unavailable"
+
+
+class BadRequest(ProviderError):
+    code = "provider_error"
+
+
+class ContextTooLong(BadRequest):
+    pass
+
+
+class Refused(ProviderError):
+    """The provider declined to answer (content policy), or the URL guard refused the host."""
+
+    code = "provider_error"
+
+
+# --- the contract ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """Registry metadata: what forms, auto-detection and the settings page read."""
+
+    kind: str
+    label: str
+    description: str
+    default_model: str
+    default_base_url: str = ""
+    needs_key: bool = True
+    has_base_url: bool = True
+    # Lower-case model-name prefixes that select this kind when no provider is named.
+    model_prefixes: tuple[str, ...] = ()
+    extra_fields: tuple[str, ...] = field(default=())
+
+
+class Provider(ABC):
+    kind: ClassVar[str]
+    needs_key: ClassVar[bool] = True
+
+    def __init__(self, spec: ProviderSpec, options: ProviderOptions) -> None:
+        self.spec = spec
+        self.options = options
+
+    @abstractmethod
+    def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
+        """Yield the reply as it arrives; closing the iterator closes the upstream request."""
+
+    @abstractmethod
+    async def list_models(self, creds: Credentials) -> list[str]: ...
+
+    @abstractmethod
+    async def ping(self, creds: Credentials) -> Ping: ...
