@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from llm import views
+from llm.views import chat
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", chat.home, name="home"),
 ]

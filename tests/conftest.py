@@ -9,6 +9,8 @@ from django.test import Client
 
 from accounts.models import User
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 PASSWORD = "correct horse battery staple"
 
 

@@ -1,0 +1,1 @@
+"""Server-rendered pages: chat.py (home, conversations), settings.py (provider settings)."""
