@@ -18,7 +18,7 @@ _KEY_HOWTO = (
 @register()
 def production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     problems: list[CheckMessage] = []
-    if not settings.SECRET_KEY:
+    if settings.SECRET_KEY_MISSING:
         problems.append(
             Error(
                 "SECRET_KEY is not set.",

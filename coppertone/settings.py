@@ -40,6 +40,10 @@ def _secret_file(name: str, make: str) -> str:
 SECRET_KEY: str = env.str("SECRET_KEY", default="") or (
     _secret_file("secret_key", secrets.token_urlsafe(50)) if DEBUG else ""
 )
+# Django refuses to start on an empty SECRET_KEY with a bare traceback; an unguessable
+# placeholder lets the system check (coppertone.E001) explain the fix instead.
+SECRET_KEY_MISSING = not SECRET_KEY
+SECRET_KEY = SECRET_KEY or "unset-" + secrets.token_urlsafe(50)
 LLM_ENCRYPTION_KEYS: list[str] = env.list("LLM_ENCRYPTION_KEYS", default=[]) or (
     [_secret_file("encryption_key", urlsafe_b64encode(secrets.token_bytes(32)).decode())]
     if DEBUG

@@ -54,8 +54,10 @@ class KeyRing:
     def from_strings(cls, encoded: list[str]) -> KeyRing:
         keys = []
         for position, text in enumerate(encoded, start=1):
+            # Accept both the URL-safe and the standard alphabet, padded or not.
+            text = text.strip().replace("-", "+").replace("_", "/")
             try:
-                key = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+                key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
             except (binascii.Error, ValueError):
                 raise BadKeyConfig(f"key {position} is not base64") from None
             if len(key) != 32:
