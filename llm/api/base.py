@@ -7,7 +7,7 @@ Every error on every transport has one body:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import Any
 
@@ -18,7 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiToken, User
 
-AsyncView = Callable[..., Awaitable[HttpResponse]]
+# Coroutine, not Awaitable: django-stubs' path() accepts async views typed this way.
+AsyncView = Callable[..., Coroutine[Any, Any, HttpResponse]]
 
 STATUS_FOR_CODE = {
     "bad_request": 400,
@@ -66,6 +67,23 @@ class ApiError(Exception):
         if self.retry_after is not None:
             response["Retry-After"] = str(round(self.retry_after))
         return response
+
+
+class FieldErrors(ApiError):
+    """400 bad_request with a message per field, as a form shows them next to each field:
+    `{"error": {"code": "bad_request", "message": "...", "fields": {"name": ["..."]}}}`."""
+
+    def __init__(self, errors: dict[str, list[dict[str, Any]]]) -> None:
+        # `errors` is Form.errors.get_json_data(); the first message becomes the summary.
+        self.fields = {name: [e["message"] for e in items] for name, items in errors.items()}
+        name, messages = next(iter(self.fields.items()))
+        summary = messages[0] if name == "__all__" else f"{name}: {messages[0]}"
+        super().__init__("bad_request", summary)
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["fields"] = self.fields
+        return body
 
 
 def bearer_token(request: HttpRequest) -> str | None:
