@@ -89,6 +89,8 @@ class Ping:
     latency_ms: float
     detail: str = ""
     models: int | None = None
+    # When not ok: the ProviderError's body, {"code", "message", "retry_after"?}.
+    error: dict[str, object] | None = None
 
 
 # --- errors ------------------------------------------------------------------

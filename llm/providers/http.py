@@ -1,0 +1,713 @@
+"""Everything adapters share on the wire: the pooled session, SSE, timeouts, retries, the guard.
+
+- `client()`: one pooled aiohttp session per event loop (and guard policy), closed when
+  its loop shuts down its async generators (asyncio.run, asgiref, pytest-asyncio do).
+- `stream_events()`: one HTTP request whose answer is server-sent events, parsed
+  incrementally, with the first-byte and between-chunks timeouts.
+- `request_json()`: one HTTP request whose answer is a JSON document.
+- `with_retries()` / `call_with_retries()`: retry 429, 5xx, 529 and connection failures,
+  only before the first token, honouring Retry-After, within ProviderOptions' budget.
+- `check_url()`: the outbound URL guard, for forms when a base URL is saved; the same
+  rules are enforced again on the address each socket actually connects to.
+
+Every failure leaves as a `ProviderError` whose message is safe to show: no key, no
+query string, at most a short summary of what the provider said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import ipaddress
+import json
+import random
+import re
+import socket
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from llm.providers.base import (
+    AuthFailed,
+    BadRequest,
+    ContextTooLong,
+    Event,
+    Ping,
+    ProviderError,
+    ProviderOptions,
+    RateLimited,
+    Refused,
+    TextDelta,
+    TimedOut,
+    Unavailable,
+)
+
+T = TypeVar("T")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+USER_AGENT = "Coppertone/0.1 (+aiohttp)"
+MAX_ERROR_BODY = 64 * 1024
+MAX_JSON_BODY = 16 * 1024 * 1024
+SUMMARY_CHARS = 160
+
+
+class ProtocolError(ProviderError):
+    """The provider answered with something that is not its documented wire format."""
+
+
+class ConnectTimedOut(TimedOut):
+    """No connection within the connect timeout: worth retrying, unlike a silent model."""
+
+
+# --- the outbound URL guard -------------------------------------------------------
+
+# Cloud metadata services answer on these names and addresses with credentials for the
+# machine itself, so they are never reachable, whatever the operator allows.
+METADATA_HOSTS = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+NEVER = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",  # link-local, AWS/GCP/Azure/OpenStack metadata
+        "fe80::/10",  # IPv6 link-local
+        "fd00:ec2::254/128",  # AWS metadata over IPv6
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "224.0.0.0/4",  # multicast
+        "ff00::/8",
+        "255.255.255.255/32",
+    )
+)
+
+
+class GuardRefusal(OSError):
+    """Raised from the socket factory; one constant text so aiohttp passes it through."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("refused by the outbound address guard")
+        self.reason = reason
+
+
+def _refusal(ip: IPAddress, allow_private: bool) -> str | None:
+    """Why Coppertone will not connect to `ip`, or None if it may."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in NEVER if net.version == ip.version):
+        return "it is a link-local or cloud metadata address, which is never allowed"
+    if not ip.is_global and not allow_private:
+        return (
+            "it is a private or loopback address, and this server does not allow those "
+            "(the operator can turn on LLM_ALLOW_PRIVATE_HOSTS)"
+        )
+    return None
+
+
+def _ip(text: str) -> IPAddress | None:
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    return None
+
+
+def check_url(url: str, *, allow_private: bool) -> None:
+    """Refuse a base URL Coppertone must not fetch. Raises Refused with the reason.
+
+    Only the text is checked here (no DNS lookup, so a form can call it); every
+    connection is checked again on the address it actually reaches.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".").lower()
+        _ = parts.port  # raises ValueError on a port that is not a number
+    except ValueError:
+        raise Refused("The base URL is not a valid URL.") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise Refused("The base URL must start with http:// or https://.")
+    if not host:
+        raise Refused("The base URL has no host name.")
+    if parts.username is not None or parts.password is not None:
+        raise Refused("Put the key in the API key field, not in the base URL.")
+    if host in METADATA_HOSTS:
+        raise Refused(f"Coppertone will not connect to {host}: it is a cloud metadata service.")
+    ip = _ip(host)
+    if ip is not None:
+        reason = _refusal(ip, allow_private)
+        if reason:
+            raise Refused(f"Coppertone will not connect to {host}: {reason}.")
+    elif (host == "localhost" or host.endswith(".localhost")) and not allow_private:
+        raise Refused(f"Coppertone will not connect to {host}: {_refusal(_LOOPBACK, False)}.")
+
+
+_LOOPBACK = ipaddress.ip_address("127.0.0.1")
+
+
+def _guarded_socket(allow_private: bool) -> Callable[[Any], socket.socket]:
+    def factory(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        ip = _ip(str(sockaddr[0]))
+        reason = "it is not an IP address" if ip is None else _refusal(ip, allow_private)
+        if reason:
+            raise GuardRefusal(reason)
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    return factory
+
+
+# --- one pooled session per event loop ---------------------------------------------
+
+_sessions: dict[tuple[asyncio.AbstractEventLoop, bool], aiohttp.ClientSession] = {}
+_keepers: dict[tuple[asyncio.AbstractEventLoop, bool], AsyncGenerator[None, None]] = {}
+
+
+async def _keeper(key: tuple[asyncio.AbstractEventLoop, bool]) -> AsyncGenerator[None, None]:
+    # An async generator the loop finalises in shutdown_asyncgens(), just before it
+    # closes: the one hook asyncio offers to close a session with its loop.
+    try:
+        yield
+    finally:
+        session = _sessions.pop(key, None)
+        _keepers.pop(key, None)
+        if session is not None:
+            await session.close()
+
+
+async def client(allow_private: bool) -> aiohttp.ClientSession:
+    """The shared session for the running loop; its sockets obey the guard policy."""
+    loop = asyncio.get_running_loop()
+    key = (loop, allow_private)
+    session = _sessions.get(key)
+    if session is not None and not session.closed:
+        return session
+    for stale in [k for k in _sessions if k[0].is_closed()]:
+        _sessions.pop(stale, None)
+        _keepers.pop(stale, None)
+    connector = aiohttp.TCPConnector(
+        limit=0,  # streams are long; the operator's workers bound concurrency, not us
+        ttl_dns_cache=10,
+        socket_factory=_guarded_socket(allow_private),
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers={"User-Agent": USER_AGENT},
+        trust_env=False,
+    )
+    _sessions[key] = session
+    keeper = _keeper(key)
+    _keepers[key] = keeper
+    await keeper.__anext__()
+    return session
+
+
+# --- server-sent events ------------------------------------------------------------
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str
+    data: str
+
+
+class SSEParser:
+    """Bytes in, events out, following the WHATWG event-stream rules.
+
+    Bytes may be cut anywhere: inside a UTF-8 character, inside a line, between `\\r`
+    and `\\n`. Comments (`: keep-alive`) and fields other than event/data are ignored.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._skip_lf = False  # the last read ended in \r: a leading \n belongs to it
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        text = self._decoder.decode(chunk)
+        if not text:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            text = text[1:] if text[0] == "\n" else text
+        self._skip_lf = text.endswith("\r")
+        lines = _LINE_END.split(self._buffer + text)
+        self._buffer = lines.pop()
+        events: list[SSEEvent] = []
+        for line in lines:
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """At the end of the body: an unterminated last event still counts."""
+        tail = self._buffer + self._decoder.decode(b"", final=True)
+        self._buffer = ""
+        return [e for e in (self._line(tail), self._line("")) if e]
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = SSEEvent(self._event or "message", "\n".join(self._data))
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+def summarize(text: str, secret: str = "") -> str:
+    """A short, single-line, printable summary of an upstream message, keys removed."""
+    if secret:
+        text = text.replace(secret, "[key]")
+    text = re.sub(r"\b(sk|key|AIza)[-_A-Za-z0-9]{12,}", "[key]", text)
+    text = re.sub(r"\?[^\s\"']*", "", text)  # query strings may carry keys
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = re.sub(r"[<>]", "", re.sub(r"\s+", " ", text)).strip()
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
+
+def upstream_message(body: Any) -> tuple[str, str]:
+    """(message, type) from the error shapes providers use."""
+    if isinstance(body, list) and body:
+        body = body[0]  # Gemini's stream endpoint wraps errors in a list
+    if not isinstance(body, dict):
+        return "", ""
+    err = body.get("error", body)
+    if isinstance(err, str):
+        return err, ""
+    if not isinstance(err, dict):
+        return "", ""
+    message = err.get("message") or body.get("detail") or body.get("message") or ""
+    kind = err.get("type") or err.get("status") or err.get("code") or ""
+    if not isinstance(message, str):
+        message = json.dumps(message)
+    return message, str(kind)
+
+
+def _retry_delay_from_body(body: Any) -> float | None:
+    # Gemini says how long to wait in google.rpc.RetryInfo: {"retryDelay": "37s"}.
+    if isinstance(body, list) and body:
+        body = body[0]
+    details = body.get("error", {}).get("details", []) if isinstance(body, dict) else []
+    for detail in details if isinstance(details, list) else []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            with contextlib.suppress(ValueError):
+                return float(delay[:-1])
+    return None
+
+
+def retry_after(headers: Any, body: Any = None) -> float | None:
+    """Seconds the provider asked us to wait (retry-after-ms, Retry-After, RetryInfo)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(ms) / 1000)
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError):
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    return _retry_delay_from_body(body)
+
+
+CONTEXT_WORDS = re.compile(
+    r"context[_ ]length|context window|maximum context|prompt is too long|too many tokens"
+    r"|input is too long|exceeds the maximum number of tokens|token limit",
+    re.IGNORECASE,
+)
+
+
+def error_for_status(
+    label: str, status: int, headers: Any, raw: bytes, *, secret: str = ""
+) -> ProviderError:
+    """The ProviderError for an HTTP error answer, in words a person can act on."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        body = None
+    message, kind = upstream_message(body)
+    looks_html = body is None and text.lstrip()[:1] == "<"
+    said = summarize(message or ("" if looks_html else text), secret)
+    detail = f" ({label} said: {said})" if said else ""
+    wait = retry_after(headers, body)
+    if status in (401, 403) or kind in ("authentication_error", "permission_error"):
+        if status == 403 or kind == "permission_error":
+            return AuthFailed(
+                f"{label} refused this API key access ({status}): check the key and its "
+                "permissions in Settings → LLM."
+            )
+        return AuthFailed(f"{label} rejected the API key: check it in Settings → LLM.")
+    if status == 429:
+        when = f"in {round(wait)} s" if wait is not None else "in a moment"
+        return RateLimited(
+            f"{label} is limiting how often you can call it; try again {when}.{detail}",
+            retry_after=wait,
+        )
+    if status == 413 or CONTEXT_WORDS.search(message):
+        return ContextTooLong(
+            f"The conversation is too long for this model{detail}. Start a new "
+            "conversation or choose a model with a longer context."
+        )
+    if status == 404:
+        return BadRequest(
+            f"{label} answered 404 Not Found{detail}: check the model name and the base URL "
+            "in Settings → LLM."
+        )
+    if 300 <= status < 400:
+        return ProtocolError(
+            f"{label} answered with a redirect ({status}), which Coppertone does not follow: "
+            "check the base URL in Settings → LLM."
+        )
+    if status == 529 or kind == "overloaded_error":
+        return Unavailable(
+            f"{label} is overloaded right now; try again in a moment.", retry_after=wait
+        )
+    if status >= 500 or status == 408:
+        return Unavailable(
+            f"{label} had a problem answering ({status}){detail}; try again in a moment.",
+            retry_after=wait,
+        )
+    if looks_html:
+        return ProtocolError(
+            f"{label} returned an HTML page ({status}) instead of JSON: is the base URL right?"
+        )
+    return BadRequest(f"{label} refused the request ({status}){detail}.")
+
+
+def error_in_stream(label: str, body: Any, *, secret: str = "") -> ProviderError:
+    """The ProviderError for an error event sent in the middle of a stream."""
+    message, kind = upstream_message(body)
+    said = summarize(message, secret)
+    detail = f" ({label} said: {said})" if said else ""
+    statuses = {
+        "overloaded_error": 529,
+        "rate_limit_error": 429,
+        "rate_limit_exceeded": 429,
+        "RESOURCE_EXHAUSTED": 429,
+        "authentication_error": 401,
+        "permission_error": 403,
+        "invalid_request_error": 400,
+        "INVALID_ARGUMENT": 400,
+        "not_found_error": 404,
+        "UNAVAILABLE": 503,
+    }
+    status = statuses.get(kind)
+    if status is not None:
+        return error_for_status(label, status, {}, json.dumps(body).encode(), secret=secret)
+    return Unavailable(f"{label} stopped with an error in the middle of the reply{detail}.")
+
+
+def _html_error(label: str) -> ProtocolError:
+    return ProtocolError(
+        f"{label} returned an HTML page instead of JSON: is the base URL right? It should be "
+        "the API's address, not a web page."
+    )
+
+
+def _is_html(content_type: str, first: bytes) -> bool:
+    return "html" in content_type or first.lstrip()[:1] == b"<"
+
+
+# --- requests -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Who is called and under which operator options: for messages and timeouts."""
+
+    label: str
+    options: ProviderOptions
+    secret: str = ""  # the key, so that an upstream echo of it is removed from messages
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "the provider"
+
+
+async def _open(
+    target: Target, method: str, url: str, headers: dict[str, str], body: Any
+) -> aiohttp.ClientResponse:
+    """Send the request; return the response once its status line and headers came."""
+    opts = target.options
+    check_url(url, allow_private=opts.allow_private_hosts)
+    session = await client(opts.allow_private_hosts)
+    timeout = aiohttp.ClientTimeout(total=None, connect=opts.connect_timeout)
+    try:
+        async with asyncio.timeout(opts.first_byte_timeout):
+            return await session.request(
+                method,
+                url,
+                headers=headers,
+                json=body,
+                allow_redirects=False,
+                timeout=timeout,
+            )
+    except aiohttp.ConnectionTimeoutError:
+        raise ConnectTimedOut(
+            f"Could not connect to {target.label} within {opts.connect_timeout:g} s: is the "
+            "base URL right and the server running?"
+        ) from None
+    except TimeoutError:
+        raise TimedOut(
+            f"{target.label} did not start answering within {opts.first_byte_timeout:g} s; "
+            "try again in a moment."
+        ) from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, GuardRefusal):
+            raise Refused(
+                f"Coppertone will not connect to {_host(url)}: {exc.os_error.reason}."
+            ) from None
+        raise Unavailable(
+            f"Could not connect to {target.label} at {_host(url)}: is the base URL right and "
+            "the server running?"
+        ) from None
+    except aiohttp.ClientError:
+        raise Unavailable(
+            f"The connection to {target.label} failed before it answered; try again."
+        ) from None
+
+
+async def _read_error(target: Target, response: aiohttp.ClientResponse) -> ProviderError:
+    try:
+        async with asyncio.timeout(target.options.idle_timeout):
+            raw = await response.content.read(MAX_ERROR_BODY)
+    except (TimeoutError, aiohttp.ClientError):
+        raw = b""
+    return error_for_status(
+        target.label, response.status, response.headers, raw, secret=target.secret
+    )
+
+
+def _dropped(target: Target) -> Unavailable:
+    return Unavailable(
+        f"The connection to {target.label} dropped in the middle of the reply; what arrived "
+        "is kept. Try again."
+    )
+
+
+async def stream_events(
+    target: Target, method: str, url: str, *, headers: dict[str, str], body: Any
+) -> AsyncGenerator[SSEEvent, None]:
+    """One streaming request: yield its server-sent events as they arrive.
+
+    Closing the generator closes the connection at once (Stop must reach the provider).
+    """
+    opts = target.options
+    started = time.monotonic()
+    response = await _open(target, method, url, headers, body)
+    finished = False
+    try:
+        if response.status != 200:
+            raise await _read_error(target, response)
+        content_type = response.headers.get("Content-Type", "").lower()
+        parser = SSEParser()
+        first = True
+        while True:
+            if first:
+                wait = max(0.0, opts.first_byte_timeout - (time.monotonic() - started))
+            else:
+                wait = opts.idle_timeout
+            try:
+                async with asyncio.timeout(wait):
+                    chunk = await response.content.readany()
+            except TimeoutError:
+                if first:
+                    raise TimedOut(
+                        f"{target.label} did not start answering within "
+                        f"{opts.first_byte_timeout:g} s; try again in a moment."
+                    ) from None
+                raise TimedOut(
+                    f"{target.label} went silent for {opts.idle_timeout:g} s in the middle of "
+                    "the reply; what arrived is kept. Try again."
+                ) from None
+            except aiohttp.ClientError:
+                raise _dropped(target) from None
+            if first and chunk:
+                if _is_html(content_type, chunk):
+                    raise _html_error(target.label)
+                if "event-stream" not in content_type:
+                    raise await _not_a_stream(target, response, chunk)
+                first = False
+            if not chunk:
+                break
+            for event in parser.feed(chunk):
+                yield event
+        for event in parser.close():
+            yield event
+        finished = True
+    finally:
+        if finished:
+            response.release()
+        else:
+            response.close()
+
+
+async def _not_a_stream(
+    target: Target, response: aiohttp.ClientResponse, first: bytes
+) -> ProviderError:
+    # Some servers answer a stream request with a JSON error and status 200.
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(target.options.idle_timeout):
+            first += await response.content.read(MAX_ERROR_BODY)
+    try:
+        body = json.loads(first)
+    except ValueError:
+        return ProtocolError(
+            f"{target.label} did not answer with a stream of events: is the base URL right?"
+        )
+    if isinstance(body, dict | list) and upstream_message(body)[0]:
+        return error_in_stream(target.label, body, secret=target.secret)
+    return ProtocolError(
+        f"{target.label} did not answer with a stream of events: is the base URL right?"
+    )
+
+
+async def request_json(
+    target: Target, method: str, url: str, *, headers: dict[str, str], body: Any = None
+) -> Any:
+    """One request whose answer is a JSON document; the whole answer within the timeouts."""
+    response = await _open(target, method, url, headers, body)
+    try:
+        if response.status != 200:
+            raise await _read_error(target, response)
+        try:
+            async with asyncio.timeout(target.options.idle_timeout):
+                raw = await response.content.read(MAX_JSON_BODY)
+        except TimeoutError:
+            raise TimedOut(
+                f"{target.label} went silent for {target.options.idle_timeout:g} s while "
+                "answering; try again."
+            ) from None
+        except aiohttp.ClientError:
+            raise Unavailable(
+                f"The connection to {target.label} dropped while it answered; try again."
+            ) from None
+        if _is_html(response.headers.get("Content-Type", "").lower(), raw[:64]):
+            raise _html_error(target.label)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ProtocolError(
+                f"{target.label} sent an answer Coppertone could not read (not valid JSON): "
+                "is the base URL right?"
+            ) from None
+    finally:
+        response.close()
+
+
+async def timed_ping(list_models: Callable[[], Awaitable[list[str]]]) -> Ping:
+    """Ping by listing the models: proves the URL, the key and the API in one call."""
+    started = time.monotonic()
+    try:
+        models = await list_models()
+    except ProviderError as exc:
+        ms = (time.monotonic() - started) * 1000
+        return Ping(ok=False, latency_ms=round(ms, 1), detail=exc.message, error=exc.as_dict())
+    ms = (time.monotonic() - started) * 1000
+    count = len(models)
+    detail = f"{count} model{'s' if count != 1 else ''} available"
+    return Ping(ok=True, latency_ms=round(ms, 1), detail=detail, models=count)
+
+
+def parse_json(target: Target, data: str) -> Any:
+    """One event's JSON payload, or a ProtocolError a person can understand."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ProtocolError(
+            f"{target.label} sent part of the reply that Coppertone could not read "
+            "(malformed JSON); what arrived is kept. Try again."
+        ) from None
+
+
+def ended_early(target: Target) -> Unavailable:
+    return Unavailable(f"{target.label} ended the reply early; what arrived is kept. Try again.")
+
+
+# --- retries -------------------------------------------------------------------------
+
+RETRYABLE = (RateLimited, Unavailable, ConnectTimedOut)
+
+
+def _pause(attempt: int, exc: ProviderError) -> float:
+    if exc.retry_after is not None:
+        return exc.retry_after
+    return min(4.0, 0.25 * 2**attempt) * random.uniform(0.8, 1.2)
+
+
+def _should_retry(exc: ProviderError, attempt: int, waited: float, opts: ProviderOptions) -> float:
+    """Seconds to wait before the next attempt, or -1 to give up."""
+    if not isinstance(exc, RETRYABLE) or attempt >= opts.max_retries:
+        return -1
+    pause = _pause(attempt, exc)
+    return pause if waited + pause <= opts.max_retry_wait else -1
+
+
+async def with_retries(
+    opts: ProviderOptions, attempt: Callable[[], AsyncGenerator[Event, None]]
+) -> AsyncIterator[Event]:
+    """Run `attempt` again on a passing failure, but never once a token was delivered."""
+    waited = 0.0
+    tries = 0
+    while True:
+        delivered = False
+        try:
+            async with contextlib.aclosing(attempt()) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        delivered = True
+                    yield event
+            return
+        except ProviderError as exc:
+            pause = -1.0 if delivered else _should_retry(exc, tries, waited, opts)
+            if pause < 0:
+                raise
+        tries += 1
+        waited += pause
+        await asyncio.sleep(pause)
+
+
+async def call_with_retries(opts: ProviderOptions, call: Callable[[], Awaitable[T]]) -> T:
+    waited = 0.0
+    tries = 0
+    while True:
+        try:
+            return await call()
+        except ProviderError as exc:
+            pause = _should_retry(exc, tries, waited, opts)
+            if pause < 0:
+                raise
+        tries += 1
+        waited += pause
+        await asyncio.sleep(pause)

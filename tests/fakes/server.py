@@ -1,0 +1,398 @@
+"""The machinery every fake provider shares: a real aiohttp server in its own thread.
+
+Each fake (OpenAI-compatible, Anthropic, Gemini) is one `FakeServer` subclass that
+knows its wire format; this module runs it on 127.0.0.1 on a free port, in a thread
+with its own event loop, so one session-scoped server serves sync tests, async tests
+on any loop, and a live server or browser alike. See tests/fakes/fixtures.py for the
+handle's API as tests use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Self
+
+from aiohttp import web
+
+from llm.providers.base import Credentials
+
+End = Literal["done", "early", "silence", "drop", "error"]
+Split = Literal["", "utf8", "event"]
+
+# Long enough for any test to give up first; short enough that a forgotten stream ends.
+SILENCE_SECONDS = 30.0
+DEFAULT_TEXT = "Hello from the fake provider."
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    json: Any
+    url: str  # path and query string, exactly as sent
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the fake answers one chat request."""
+
+    text: str = DEFAULT_TEXT
+    chunks: tuple[str, ...] | None = None
+    delay: float = 0.0
+    first_byte_delay: float = 0.0
+    usage: tuple[int, int] | None = None
+    finish_reason: str = ""  # the wire format's own "stopped normally" when empty
+    status: int = 200
+    retry_after: str | None = None
+    body: str | dict[str, Any] | None = None
+    html: bool = False
+    end: End = "done"
+    malformed: bool = False
+    line_ending: str = "\n"
+    keepalive: bool = False
+    split: Split = ""
+
+    def pieces(self) -> list[str]:
+        if self.chunks is not None:
+            return list(self.chunks)
+        # A few characters each, like real token streams; never splits a code point.
+        return [self.text[i : i + 4] for i in range(0, len(self.text), 4)] or [""]
+
+    def tokens(self) -> tuple[int, int]:
+        return self.usage if self.usage is not None else (12, len(self.pieces()))
+
+
+@dataclass
+class Frames:
+    """A streamed reply in one wire format, as SSE frames (each ends with a blank line)."""
+
+    head: list[str]
+    content: list[str]
+    tail: list[str]
+    tail_early: list[str]  # the tail without the event that marks a finished reply
+    error: str  # an error event sent in the middle of the stream
+    malformed: str  # a frame whose JSON does not parse
+
+
+def sse(data: Any, event: str | None = None) -> str:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n"
+
+
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
+    "<body><h1>Welcome to the router admin</h1><p>Please sign in.</p></body></html>\n"
+)
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "silence": {"end": "silence"},
+    "drop": {"end": "drop"},
+    "early_end": {"end": "early"},
+    "error_midstream": {"end": "error"},
+    "malformed_json": {"malformed": True},
+    "html_200": {"html": True},
+    "split_utf8": {"split": "utf8", "text": "Café ☕ naïve 😀 ok"},
+    "split_event": {"split": "event"},
+    "crlf": {"line_ending": "\r\n"},
+    "keepalive": {"keepalive": True},
+}
+
+
+class FakeServer:
+    """A fake provider. Subclasses add routes and speak their wire format."""
+
+    name = "fake"
+    api_key = "sk-fake-key-0000"
+    default_models: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.host = "127.0.0.1"
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._closed = threading.Event()
+        self.reset()
+
+    # --- the handle tests use ---------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What a user pastes as the base URL for this kind."""
+        return self.origin
+
+    def credentials(self, **overrides: str) -> Credentials:
+        values = {"api_key": self.api_key, "base_url": self.base_url, **overrides}
+        return Credentials(**values)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._plans: list[Plan] = []
+            self.requests: list[Recorded] = []
+            self.models: list[str] = list(self.default_models)
+            self.require_key = True
+        self._closed.clear()
+
+    def reply(
+        self,
+        text: str = DEFAULT_TEXT,
+        *,
+        chunks: list[str] | tuple[str, ...] | None = None,
+        delay: float = 0.0,
+        first_byte_delay: float = 0.0,
+        usage: tuple[int, int] | None = None,
+        finish_reason: str = "",
+        **scenario: Any,
+    ) -> Self:
+        chunk_tuple = tuple(chunks) if chunks is not None else None
+        plan = Plan(
+            text="".join(chunk_tuple) if chunk_tuple is not None else text,
+            chunks=chunk_tuple,
+            delay=delay,
+            first_byte_delay=first_byte_delay,
+            usage=usage,
+            finish_reason=finish_reason,
+            **scenario,
+        )
+        return self._queue(plan)
+
+    def fail(
+        self,
+        status: int,
+        *,
+        retry_after: float | str | None = None,
+        body: str | dict[str, Any] | None = None,
+        first_byte_delay: float = 0.0,
+    ) -> Self:
+        ra = None if retry_after is None else str(retry_after)
+        return self._queue(
+            Plan(status=status, retry_after=ra, body=body, first_byte_delay=first_byte_delay)
+        )
+
+    def scenario(self, name: str, text: str | None = None, **overrides: Any) -> Self:
+        """Queue a named misbehaviour (see SCENARIOS); keyword arguments as for reply()."""
+        options = {**SCENARIOS[name], **overrides}
+        if text is not None:
+            options["text"] = text
+        return self.reply(**options)
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Block until a client closed a stream before it finished (sync tests)."""
+        return self._closed.wait(timeout)
+
+    async def closed(self, timeout: float) -> bool:
+        """Like wait_closed, without blocking the caller's event loop (async tests)."""
+        deadline = time.monotonic() + timeout
+        while not self._closed.is_set():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    @property
+    def chat_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "POST"]
+
+    # --- running -----------------------------------------------------------------
+
+    def start(self) -> Self:
+        quiet_server_logs()
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name=f"fake-{self.name}", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError(f"the fake {self.name} server did not start")
+        return self
+
+    def stop(self) -> None:
+        loop, runner = self._loop, self._runner
+        if loop is None or runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        app = web.Application(middlewares=[self._record])
+        self.routes(app)
+        # handler_cancellation: a client closing the connection cancels the handler,
+        # which is how a stream that goes silent notices the client left.
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, self.host, 0)
+        loop.run_until_complete(site.start())
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        self.port = server.sockets[0].getsockname()[1]
+        self._runner = runner
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @web.middleware
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        recorded = Recorded(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            json=body,
+            url=request.path_qs,
+        )
+        with self._lock:
+            self.requests.append(recorded)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def next_plan(self) -> Plan:
+        """The queued answers are used in order; the last one repeats."""
+        with self._lock:
+            if not self._plans:
+                return Plan()
+            if len(self._plans) > 1:
+                return self._plans.pop(0)
+            return self._plans[0]
+
+    def _queue(self, plan: Plan) -> Self:
+        with self._lock:
+            self._plans.append(plan)
+        return self
+
+    # --- answering ---------------------------------------------------------------
+
+    async def answer_chat(
+        self,
+        request: web.Request,
+        *,
+        stream: bool,
+        frames: Callable[[Plan], Frames],
+        whole: Callable[[Plan], dict[str, Any]],
+        error: Callable[[Plan], web.Response],
+    ) -> web.StreamResponse:
+        """Answer one chat request by the next plan, in the subclass's wire format."""
+        plan = self.next_plan()
+        try:
+            if plan.first_byte_delay:
+                await asyncio.sleep(plan.first_byte_delay)
+            if plan.status != 200:
+                return error(plan)
+            if plan.html:
+                return web.Response(text=HTML_PAGE, content_type="text/html")
+            if not stream:
+                if plan.malformed:
+                    return web.Response(
+                        text='{"id": "broken", "choices": [', content_type="application/json"
+                    )
+                return web.json_response(whole(plan))
+            return await self._write_stream(request, plan, frames(plan))
+        except (asyncio.CancelledError, ConnectionError):
+            self._closed.set()
+            raise
+
+    async def _write_stream(
+        self, request: web.Request, plan: Plan, frames: Frames
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        content = list(frames.content)
+        if plan.malformed:
+            content[0] = frames.malformed
+        half = content[: max(1, len(content) // 2)]
+        if plan.end == "done":
+            sequence, tail = content, frames.tail
+        elif plan.end == "early":
+            sequence, tail = content, frames.tail_early
+        elif plan.end == "error":
+            sequence, tail = half, [frames.error]
+        else:
+            sequence, tail = half, []
+
+        for frame in frames.head:
+            await self._send(response, plan, frame)
+        for i, frame in enumerate(sequence):
+            if i and plan.delay:
+                await asyncio.sleep(plan.delay)
+            if plan.keepalive:
+                await self._send(response, plan, ": keep-alive\n\n")
+            await self._send(response, plan, frame)
+        for frame in tail:
+            await self._send(response, plan, frame)
+
+        if plan.end == "silence":
+            await asyncio.sleep(SILENCE_SECONDS)
+        elif plan.end == "drop":
+            # Close the socket without the final empty chunk: the client sees the
+            # connection vanish in the middle of the body.
+            transport = request.transport
+            if transport is not None:
+                transport.close()
+            return response
+        await response.write_eof()
+        return response
+
+    async def _send(self, response: web.StreamResponse, plan: Plan, frame: str) -> None:
+        data = frame.replace("\n", plan.line_ending).encode()
+        cut = 0
+        if plan.split == "event":
+            cut = len(data) // 2
+        elif plan.split == "utf8":
+            # After the first byte of the first multi-byte character: the rest of that
+            # character arrives in the next network write.
+            lead = next((i for i, b in enumerate(data) if b >= 0xC0), -1)
+            cut = lead + 1 if lead >= 0 else 0
+        if cut:
+            await response.write(data[:cut])
+            await asyncio.sleep(0.02)  # so the two halves reach the client as two reads
+            await response.write(data[cut:])
+        else:
+            await response.write(data)
+
+    def auth_ok(self, presented: str | None) -> bool:
+        if not self.require_key:
+            return True
+        return presented == self.api_key
+
+
+def quiet_server_logs() -> None:
+    """A dropped connection is the point of some scenarios, not news."""
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
