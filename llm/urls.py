@@ -3,7 +3,26 @@ from __future__ import annotations
 from django.urls import path
 
 from llm.views import chat
+from llm.views import settings as settings_views
 
 urlpatterns = [
     path("", chat.home, name="home"),
+    path("settings/llm/", settings_views.settings_page, name="settings_llm"),
+    path("settings/llm/default/", settings_views.default_provider, name="settings_default"),
+    path("settings/llm/<str:kind>/", settings_views.provider_card, name="settings_provider"),
+    path(
+        "settings/llm/<str:kind>/test/",
+        settings_views.provider_test,
+        name="settings_provider_test",
+    ),
+    path(
+        "settings/llm/<str:kind>/models/",
+        settings_views.provider_models,
+        name="settings_provider_models",
+    ),
+    path(
+        "settings/llm/<str:kind>/delete/",
+        settings_views.provider_delete,
+        name="settings_provider_delete",
+    ),
 ]
