@@ -1,0 +1,142 @@
+"""Rate limits and monthly budgets shared by every transport, and the usage they read.
+
+Everything here is synchronous: the engine calls it inside its start and finish trips,
+which already run off the event loop, so a limit check costs no thread hop of its own.
+The rate limit lives in the Django cache (Redis in production, so every worker and
+every transport counts against the same window); budgets are read from DailyUsage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Sum
+
+from accounts.models import User
+from llm.models import DailyUsage
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class LimitError(Exception):
+    """A turn refused by a limit; `code` is an API.md error code."""
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'30/m' -> (30, 60). An empty or '0/…' rate means no limit (count 0)."""
+    if not rate.strip():
+        return 0, 60
+    count, _, unit = rate.strip().partition("/")
+    try:
+        return int(count), PERIODS[unit.strip().lower()[:1] or "m"]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"LLM_RATE_LIMIT={rate!r} is not a rate: write it like 30/m (per s, m, h or d)."
+        ) from None
+
+
+def check_rate(user_id: int) -> None:
+    """Count one turn for this person in the current window; refuse past the limit.
+
+    A fixed window per user: one cache increment per turn in the common case.
+    """
+    limit, period = parse_rate(settings.LLM_RATE_LIMIT)
+    if limit <= 0:
+        return
+    now = time.time()
+    window = int(now // period)
+    key = f"llm:rate:{user_id}:{window}"
+    try:
+        count = cache.incr(key)
+    except ValueError:  # first turn in this window
+        count = 1 if cache.add(key, 1, period + 1) else cache.incr(key)
+    if count > limit:
+        retry_after = max(1.0, (window + 1) * period - now)
+        raise LimitError(
+            "rate_limited",
+            f"You have sent {limit} messages in the last {_period_words(period)}, which is the "
+            f"limit: try again in {round(retry_after)} seconds.",
+            retry_after=retry_after,
+        )
+
+
+def _period_words(period: int) -> str:
+    return {1: "second", 60: "minute", 3600: "hour", 86400: "day"}[period]
+
+
+def month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def month_spend(user_id: int, day: dt.date) -> Decimal:
+    total = (
+        DailyUsage.objects.filter(user_id=user_id, day__gte=month_start(day), day__lte=day)
+        .aggregate(total=Sum("cost"))
+        .get("total")
+    )
+    return Decimal(total or 0)
+
+
+def check_budget(user: User, day: dt.date) -> None:
+    """Refuse once this month's spend reaches the person's budget (no query without one)."""
+    budget = user.budget()
+    if budget is None:
+        return
+    spent = month_spend(user.pk, day)
+    if spent >= budget:
+        raise LimitError(
+            "budget_exceeded",
+            f"You have used ${spent:.2f} of your ${budget:.2f} monthly budget. It resets on "
+            "the 1st; ask your administrator to raise it, or use the local model (it is free).",
+        )
+
+
+def record_usage(
+    *,
+    user_id: int,
+    day: dt.date,
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cost: Decimal,
+    failed: bool,
+) -> None:
+    """Add one turn to the person's DailyUsage row in a single statement.
+
+    INSERT … ON CONFLICT DO UPDATE is the same SQL on PostgreSQL and SQLite (3.24+),
+    and atomic under concurrency, unlike read-then-write.
+    """
+    table = connection.ops.quote_name(DailyUsage._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (user_id, day, provider, model, requests, errors, "
+            "input_tokens, output_tokens, cost) VALUES (%s, %s, %s, %s, 1, %s, %s, %s, %s) "
+            "ON CONFLICT (user_id, day, provider, model) DO UPDATE SET "
+            f"requests = {table}.requests + 1, "
+            f"errors = {table}.errors + excluded.errors, "
+            f"input_tokens = {table}.input_tokens + excluded.input_tokens, "
+            f"output_tokens = {table}.output_tokens + excluded.output_tokens, "
+            f"cost = {table}.cost + excluded.cost",
+            [
+                user_id,
+                connection.ops.adapt_datefield_value(day),
+                provider,
+                model,
+                int(failed),
+                input_tokens,
+                output_tokens,
+                connection.ops.adapt_decimalfield_value(cost, 14, 6),
+            ],
+        )
