@@ -361,8 +361,10 @@ def error_for_status(
     said = summarize(message or ("" if looks_html else text), secret)
     detail = f" ({label} said: {said})" if said else ""
     wait = retry_after(headers, body)
-    if status in (401, 403) or kind in ("authentication_error", "permission_error"):
-        if status == 403 or kind == "permission_error":
+    # Gemini answers a wrong key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+    bad_key = "API_KEY_INVALID" in text or kind == "UNAUTHENTICATED"
+    if status in (401, 403) or bad_key or kind in ("authentication_error", "permission_error"):
+        if not bad_key and (status == 403 or kind == "permission_error"):
             return AuthFailed(
                 f"{label} refused this API key access ({status}): check the key and its "
                 "permissions in Settings → LLM."

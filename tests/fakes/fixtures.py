@@ -57,6 +57,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.gemini_server import FakeGemini
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -73,3 +75,33 @@ def fake_openai(_fake_openai_server: FakeOpenAI, settings: Any) -> Iterator[Fake
     _fake_openai_server.reset()
     yield _fake_openai_server
     _fake_openai_server.reset()
+
+
+@pytest.fixture(scope="session")
+def _fake_anthropic_server() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_anthropic(_fake_anthropic_server: FakeAnthropic, settings: Any) -> Iterator[FakeAnthropic]:
+    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    _fake_anthropic_server.reset()
+    yield _fake_anthropic_server
+    _fake_anthropic_server.reset()
+
+
+@pytest.fixture(scope="session")
+def _fake_gemini_server() -> Iterator[FakeGemini]:
+    server = FakeGemini().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_gemini(_fake_gemini_server: FakeGemini, settings: Any) -> Iterator[FakeGemini]:
+    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    _fake_gemini_server.reset()
+    yield _fake_gemini_server
+    _fake_gemini_server.reset()

@@ -82,6 +82,9 @@ class Frames:
     tail_early: list[str]  # the tail without the event that marks a finished reply
     error: str  # an error event sent in the middle of the stream
     malformed: str  # a frame whose JSON does not parse
+    # For formats whose last content frame carries the end (Gemini's finishReason):
+    # the content without it, for the "early" ending.
+    early_content: list[str] | None = None
 
 
 def sse(data: Any, event: str | None = None) -> str:
@@ -302,9 +305,12 @@ class FakeServer:
         frames: Callable[[Plan], Frames],
         whole: Callable[[Plan], dict[str, Any]],
         error: Callable[[Plan], web.Response],
+        adjust: Callable[[Plan], Plan] | None = None,
     ) -> web.StreamResponse:
         """Answer one chat request by the next plan, in the subclass's wire format."""
         plan = self.next_plan()
+        if adjust is not None:
+            plan = adjust(plan)
         try:
             if plan.first_byte_delay:
                 await asyncio.sleep(plan.first_byte_delay)
@@ -340,7 +346,7 @@ class FakeServer:
         if plan.end == "done":
             sequence, tail = content, frames.tail
         elif plan.end == "early":
-            sequence, tail = content, frames.tail_early
+            sequence, tail = frames.early_content or content, frames.tail_early
         elif plan.end == "error":
             sequence, tail = half, [frames.error]
         else:

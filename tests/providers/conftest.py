@@ -19,6 +19,16 @@ FAST = ProviderOptions(
     allow_private_hosts=True,
 )
 
+# Only for the tests that wait for a timeout to fire.
+TIGHT = ProviderOptions(
+    connect_timeout=1.0,
+    first_byte_timeout=0.3,
+    idle_timeout=0.2,
+    max_retries=0,
+    max_retry_wait=0.0,
+    allow_private_hosts=True,
+)
+
 
 @dataclass
 class Outcome:

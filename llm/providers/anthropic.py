@@ -1,0 +1,149 @@
+"""Anthropic's Messages API.
+
+Wire format: https://docs.anthropic.com/en/api/messages-streaming. The base URL is the
+host (`https://api.anthropic.com`); the adapter adds `/v1/messages` and `/v1/models`.
+The system prompt is its own field, `max_tokens` is required, and every request names
+the API version it speaks in the `anthropic-version` header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from llm.providers import http
+from llm.providers.base import (
+    AuthFailed,
+    ChatRequest,
+    Credentials,
+    Done,
+    Event,
+    Ping,
+    Provider,
+    TextDelta,
+    Usage,
+)
+
+API_VERSION = "2023-06-01"
+# Used when neither the request nor the user's settings give max_tokens, which the API
+# requires; every current Claude model accepts at least this many.
+DEFAULT_MAX_TOKENS = 4096
+FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+class AnthropicProvider(Provider):
+    kind = "anthropic"
+
+    def _target(self, creds: Credentials) -> http.Target:
+        return http.Target(self.spec.label, self.options, secret=creds.api_key)
+
+    def _base(self, creds: Credentials) -> str:
+        base = (creds.base_url or self.spec.default_base_url).strip().rstrip("/")
+        # People paste the SDK-style host or the docs' full /v1 path; accept both.
+        return base[:-3] if base.endswith("/v1") else base
+
+    def _headers(self, creds: Credentials) -> dict[str, str]:
+        key = creds.api_key.strip()
+        if not key and self.spec.needs_key:
+            raise AuthFailed(f"No API key is set for {self.spec.label}: add one in Settings → LLM.")
+        headers = {"anthropic-version": API_VERSION}
+        if key:
+            headers["x-api-key"] = key
+        return headers
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        # The API has no system role in `messages`: every system text goes to `system`.
+        system = [request.system] if request.system else []
+        system += [m.content for m in request.messages if m.role == "system"]
+        messages = [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ]
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": messages,
+            "stream": True,
+        }
+        if system:
+            body["system"] = "\n\n".join(system)
+        if request.temperature is not None:
+            # Anthropic's range is 0 to 1; the settings allow OpenAI's 0 to 2.
+            body["temperature"] = min(1.0, max(0.0, request.temperature))
+        return body
+
+    def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
+        return http.with_retries(self.options, lambda: self._attempt(request, creds))
+
+    async def _attempt(
+        self, request: ChatRequest, creds: Credentials
+    ) -> AsyncGenerator[Event, None]:
+        target = self._target(creds)
+        url = f"{self._base(creds)}/v1/messages"
+        headers = {**self._headers(creds), "Accept": "text/event-stream"}
+        body = self._body(request)
+        input_tokens = output_tokens = 0
+        seen_usage = stopped = False
+        finish = ""
+        events = http.stream_events(target, "POST", url, headers=headers, body=body)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if stopped or event.event == "ping":
+                    continue
+                data = http.parse_json(target, event.data)
+                if not isinstance(data, dict):
+                    continue
+                kind = data.get("type") or event.event
+                if kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        yield TextDelta(delta["text"])
+                elif kind == "message_start":
+                    usage = (data.get("message") or {}).get("usage") or {}
+                    input_tokens = _input_tokens(usage)
+                    output_tokens = int(usage.get("output_tokens") or 0)
+                    seen_usage = bool(usage)
+                elif kind == "message_delta":
+                    usage = data.get("usage") or {}
+                    # Cumulative counts; newer API versions repeat the input ones here.
+                    output_tokens = int(usage.get("output_tokens") or output_tokens)
+                    input_tokens = _input_tokens(usage) or input_tokens
+                    seen_usage = seen_usage or bool(usage)
+                    reason = (data.get("delta") or {}).get("stop_reason") or ""
+                    finish = FINISH.get(reason, reason) or finish
+                elif kind == "message_stop":
+                    stopped = True
+                elif kind == "error":
+                    raise http.error_in_stream(target.label, data, secret=creds.api_key)
+                # Other types (content_block_start/stop, thinking, tool input) carry no text.
+        if not stopped:
+            raise http.ended_early(target)
+        if seen_usage:
+            yield Usage(input_tokens, output_tokens)
+        yield Done(finish or "stop")
+
+    async def list_models(self, creds: Credentials) -> list[str]:
+        return await http.call_with_retries(self.options, lambda: self._models(creds))
+
+    async def _models(self, creds: Credentials) -> list[str]:
+        target = self._target(creds)
+        url = f"{self._base(creds)}/v1/models?limit=1000"
+        data = await http.request_json(target, "GET", url, headers=self._headers(creds))
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise http.ProtocolError(
+                f"{self.spec.label} answered the model list in a shape Coppertone does not "
+                "know: is the base URL right?"
+            )
+        return [str(m["id"]) for m in items if isinstance(m, dict) and m.get("id")]
+
+    async def ping(self, creds: Credentials) -> Ping:
+        return await http.timed_ping(lambda: self._models(creds))
+
+
+def _input_tokens(usage: dict[str, Any]) -> int:
+    # Cached prompt tokens are billed input too; the API counts them separately.
+    return sum(
+        int(usage.get(name) or 0)
+        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )

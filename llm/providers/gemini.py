@@ -1,0 +1,143 @@
+"""Google's Gemini API (the Generative Language API).
+
+Wire format: https://ai.google.dev/api/generate-content. The base URL ends in the API
+version (`https://generativelanguage.googleapis.com/v1beta`); the adapter adds
+`/models/{model}:streamGenerateContent?alt=sse`. The key travels only in the
+`x-goog-api-key` header, never in the URL, so no error or log can carry it. A stream has
+no end marker: the reply is whole when a candidate reports its `finishReason`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from llm.providers import http
+from llm.providers.base import (
+    AuthFailed,
+    ChatRequest,
+    Credentials,
+    Done,
+    Event,
+    Ping,
+    Provider,
+    Refused,
+    TextDelta,
+    Usage,
+)
+
+ROLES = {"user": "user", "assistant": "model"}
+FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+class GeminiProvider(Provider):
+    kind = "gemini"
+
+    def _target(self, creds: Credentials) -> http.Target:
+        return http.Target(self.spec.label, self.options, secret=creds.api_key)
+
+    def _base(self, creds: Credentials) -> str:
+        return (creds.base_url or self.spec.default_base_url).strip().rstrip("/")
+
+    def _headers(self, creds: Credentials) -> dict[str, str]:
+        key = creds.api_key.strip()
+        if not key and self.spec.needs_key:
+            raise AuthFailed(f"No API key is set for {self.spec.label}: add one in Settings → LLM.")
+        return {"x-goog-api-key": key} if key else {}
+
+    def _url(self, creds: Credentials, model: str, method: str) -> str:
+        name = model.removeprefix("models/")
+        return f"{self._base(creds)}/models/{quote(name, safe='-._')}:{method}"
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        system = [request.system] if request.system else []
+        system += [m.content for m in request.messages if m.role == "system"]
+        body: dict[str, Any] = {
+            "contents": [
+                {"role": ROLES[m.role], "parts": [{"text": m.content}]}
+                for m in request.messages
+                if m.role != "system"
+            ]
+        }
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+        config: dict[str, Any] = {}
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if config:
+            body["generationConfig"] = config
+        return body
+
+    def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
+        return http.with_retries(self.options, lambda: self._attempt(request, creds))
+
+    async def _attempt(
+        self, request: ChatRequest, creds: Credentials
+    ) -> AsyncGenerator[Event, None]:
+        target = self._target(creds)
+        url = self._url(creds, request.model, "streamGenerateContent") + "?alt=sse"
+        headers = {**self._headers(creds), "Accept": "text/event-stream"}
+        body = self._body(request)
+        finish = ""
+        usage: Usage | None = None
+        events = http.stream_events(target, "POST", url, headers=headers, body=body)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                data = http.parse_json(target, event.data)
+                if not isinstance(data, dict):
+                    continue
+                if data.get("error"):
+                    raise http.error_in_stream(target.label, data, secret=creds.api_key)
+                blocked = (data.get("promptFeedback") or {}).get("blockReason")
+                if blocked:
+                    raise Refused(
+                        f"{target.label} declined to answer this message ({blocked.lower()}): "
+                        "rephrase it and try again."
+                    )
+                for candidate in data.get("candidates") or ():
+                    for part in (candidate.get("content") or {}).get("parts") or ():
+                        # Thought summaries are not part of the reply.
+                        if part.get("text") and not part.get("thought"):
+                            yield TextDelta(part["text"])
+                    reason = candidate.get("finishReason")
+                    if reason:
+                        finish = FINISH.get(reason, reason.lower())
+                meta = data.get("usageMetadata")
+                if isinstance(meta, dict):
+                    # Thinking tokens are billed as output.
+                    out = int(meta.get("candidatesTokenCount") or 0)
+                    out += int(meta.get("thoughtsTokenCount") or 0)
+                    usage = Usage(int(meta.get("promptTokenCount") or 0), out)
+        if not finish:
+            raise http.ended_early(target)
+        if usage is not None:
+            yield usage
+        yield Done(finish)
+
+    async def list_models(self, creds: Credentials) -> list[str]:
+        return await http.call_with_retries(self.options, lambda: self._models(creds))
+
+    async def _models(self, creds: Credentials) -> list[str]:
+        target = self._target(creds)
+        url = f"{self._base(creds)}/models?pageSize=1000"
+        data = await http.request_json(target, "GET", url, headers=self._headers(creds))
+        items = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise http.ProtocolError(
+                f"{self.spec.label} answered the model list in a shape Coppertone does not "
+                "know: is the base URL right?"
+            )
+        return [
+            str(m["name"]).removeprefix("models/")
+            for m in items
+            if isinstance(m, dict)
+            and m.get("name")
+            and "generateContent" in (m.get("supportedGenerationMethods") or ["generateContent"])
+        ]
+
+    async def ping(self, creds: Credentials) -> Ping:
+        return await http.timed_ping(lambda: self._models(creds))
