@@ -118,6 +118,8 @@ class ProviderConfigForm(forms.ModelForm):
         if instance is None:
             instance = ProviderConfig(user=user, kind=kind)
             kwargs["instance"] = instance
+        # Several cards can be open at once: their fields need distinct ids.
+        kwargs.setdefault("auto_id", f"id_{kind}_%s")
         super().__init__(*args, **kwargs)
         spec = self.spec
         if not self.takes_key:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,7 +18,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -75,6 +79,23 @@ class Card:
     @property
     def mark(self) -> str:
         return MARKS.get(self.kind, self.spec.label[:1])
+
+    @property
+    def verified_ago(self) -> str:
+        when = self.config.last_verified_at if self.config else None
+        if when is None:
+            return ""
+        if timezone.now() - when < timedelta(minutes=1):
+            return "just now"
+        return f"{timesince(when)} ago"
+
+    @property
+    def testable(self) -> bool:
+        """Whether Test connection can run from the card as it is stored."""
+        if self.config is not None:
+            return True
+        spec = self.spec
+        return not spec.needs_key and (bool(spec.default_base_url) or not spec.has_base_url)
 
     @property
     def status(self) -> str:
@@ -147,6 +168,21 @@ def _render_card(request: HtmxHttpRequest, card: Card) -> HttpResponse:
     return _render_page(request, card)
 
 
+def _card_and_default(request: HtmxHttpRequest, card: Card) -> HttpResponse:
+    """After a save or a delete: the card, and the default-provider choices out of band
+    (the kinds that can be picked have just changed)."""
+    response = _render_card(request, card)
+    user = _user(request)
+    configured = list(ProviderConfig.objects.filter(user=user).values_list("kind", flat=True))
+    context = {
+        "default_form": _default_form(user, configured),
+        "default_label": _default_label(user),
+        "oob": True,
+    }
+    response.content += render_to_string(f"{TEMPLATE}#default_form", context, request).encode()
+    return response
+
+
 def _default_form(user: User, configured: list[str]) -> DefaultProviderForm:
     return DefaultProviderForm(
         initial={"default_provider": user.default_provider}, configured=configured
@@ -210,7 +246,7 @@ def provider_card(request: HtmxHttpRequest, kind: str) -> HttpResponse:
     saved.save()
     notice = f"{spec.label} saved."
     if request.htmx:
-        return _render_card(request, Card(spec, saved, notice=notice))
+        return _card_and_default(request, Card(spec, saved, notice=notice))
     messages.success(request, notice)
     return redirect(_page_url(kind))
 
@@ -233,7 +269,7 @@ def provider_delete(request: HtmxHttpRequest, kind: str) -> HttpResponse:
             user.save(update_fields=["default_provider"])
     notice = f"{spec.label} removed, with its key."
     if request.htmx:
-        return _render_card(request, Card(spec, None, notice=notice))
+        return _card_and_default(request, Card(spec, None, notice=notice))
     messages.success(request, notice)
     return redirect(_page_url(kind))
 
@@ -298,11 +334,11 @@ def _plan(request: HtmxHttpRequest, kind: str) -> _Plan:
         target = form.save(commit=False)
     else:
         card = Card(spec, config)
-        if config is None and spec.needs_key:
+        if not card.testable:
             card.check = Check(
                 ok=False,
                 code="not_configured",
-                message=f"Add your {spec.label} key first (Edit), then test it.",
+                message=f"Set up {spec.label} first (its key or address), then test it.",
             )
             return _Plan(card, from_form)
         target = config or ProviderConfig(user=user, kind=kind)

@@ -192,7 +192,7 @@ def test_fetch_models_without_javascript_opens_the_form_with_the_list(
 
 def test_a_kind_that_needs_a_key_cannot_be_tested_before_setup(alice_client: Client) -> None:
     html = alice_client.post("/settings/llm/anthropic/test/", **HTMX).content.decode()
-    assert "Add your Anthropic key first" in html
+    assert "Set up Anthropic first" in html
 
 
 def test_bob_testing_openai_never_uses_alices_key(
@@ -200,7 +200,7 @@ def test_bob_testing_openai_never_uses_alices_key(
 ) -> None:
     config = saved_openai(alice, fake_openai.base_url, fake_openai.api_key)
     html = bob_client.post("/settings/llm/openai/test/", **HTMX).content.decode()
-    assert "Add your OpenAI key first" in html
+    assert "Set up OpenAI first" in html
     assert fake_openai.requests == []
     config.refresh_from_db()
     assert config.last_verified_at is None and config.last_error == ""
