@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -204,3 +205,25 @@ def test_bob_testing_openai_never_uses_alices_key(
     assert fake_openai.requests == []
     config.refresh_from_db()
     assert config.last_verified_at is None and config.last_error == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "fake_name"), [("anthropic", "fake_anthropic"), ("gemini", "fake_gemini")]
+)
+def test_every_wire_protocol_can_be_tested_from_its_card(
+    alice_client: Client, alice: User, kind: str, fake_name: str, request: pytest.FixtureRequest
+) -> None:
+    fake = request.getfixturevalue(fake_name)
+    config = ProviderConfig(user=alice, kind=kind, base_url=fake.base_url)
+    config.set_api_key(fake.api_key)
+    config.save()
+    html = alice_client.post(f"/settings/llm/{kind}/test/", **HTMX).content.decode()
+    assert "✓ Connected in" in html and "✓ Verified" in html
+    # Gemini lists only the models that can chat (no embedding models).
+    assert re.search(r"· [1-9]\d* models? available", html)
+    ProviderConfig.objects.filter(pk=config.pk).update(last_verified_at=None)
+    config.set_api_key("wrong-key-0000")
+    config.save()
+    html = alice_client.post(f"/settings/llm/{kind}/test/", **HTMX).content.decode()
+    assert "Could not connect." in html and "✕ Failing" in html
+    assert "wrong-key-0000" not in html and fake.api_key not in html
