@@ -485,6 +485,8 @@ async def _open(
             f"{target.label} did not start answering within {opts.first_byte_timeout:g} s; "
             "try again in a moment."
         ) from None
+    except aiohttp.InvalidURL:
+        raise Refused("The base URL is not a valid URL: check it in Settings → LLM.") from None
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, GuardRefusal):
             raise Refused(
