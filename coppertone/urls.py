@@ -4,11 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as accounts_views
+from llm.api.urls import openai_urlpatterns
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("llm.api.urls")),
+    path("v1/", include(openai_urlpatterns)),
     path("settings/tokens/", accounts_views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke/", accounts_views.token_revoke, name="token_revoke"),
     path("", include("llm.urls")),

@@ -5,13 +5,24 @@ from __future__ import annotations
 from django.urls import path
 
 from accounts import api as tokens_api
-from llm.api import providers
+from llm.api import chat, openai_compat, providers
 
 urlpatterns = [
+    path("chat", chat.chat, name="api_chat"),
+    path("conversations", chat.conversations, name="api_conversations"),
+    path("conversations/<int:pk>", chat.conversation, name="api_conversation"),
+    path("usage", chat.usage, name="api_usage"),
+    path("health", chat.health, name="api_health"),
     path("providers", providers.providers, name="api_providers"),
     path("providers/<str:kind>", providers.provider, name="api_provider"),
     path("providers/<str:kind>/test", providers.provider_test, name="api_provider_test"),
     path("providers/<str:kind>/models", providers.provider_models, name="api_provider_models"),
     path("tokens", tokens_api.tokens, name="api_tokens"),
     path("tokens/<int:pk>", tokens_api.token_detail, name="api_token"),
+]
+
+# Mounted at /v1/ (coppertone/urls.py): the OpenAI-compatible endpoint.
+openai_urlpatterns = [
+    path("chat/completions", openai_compat.chat_completions, name="openai_chat_completions"),
+    path("models", openai_compat.models, name="openai_models"),
 ]

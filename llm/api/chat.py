@@ -1,0 +1,341 @@
+"""Chat over HTTP (API.md): POST /chat (JSON or SSE), conversations, usage, health.
+
+A thin transport over `turns.run_turn`: a refusal before the turn starts is a 4xx
+with the error body alone; once it started, a provider failure is a 502 with the chat
+body and `error`, so the client has the text so far. Every lookup is the caller's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from decimal import Decimal
+from typing import Any, cast
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.db.models import Count, Sum
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from accounts.models import User
+from llm.api.base import STATUS_FOR_CODE, ApiError, api_view, read_json
+from llm.models import Conversation, DailyUsage, Message
+from llm.providers.base import TextDelta
+from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
+
+MAX_PAGE = 200
+MAX_DAYS = 366
+HEALTH_TIMEOUT = 2.0
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # api_view authenticated the caller
+    return user
+
+
+def _allow(request: HttpRequest, *methods: str) -> None:
+    if request.method not in methods:
+        raise ApiError("bad_request", f"Use {' or '.join(methods)} here.", status=405)
+
+
+def _int_param(request: HttpRequest, name: str, default: int, lowest: int, highest: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("bad_request", f"{name} must be a whole number, like {default}.") from None
+    if not lowest <= value <= highest:
+        raise ApiError("bad_request", f"{name} must be between {lowest} and {highest}.")
+    return value
+
+
+def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    # JSON true is a Python int too: a number field must not take it.
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        words = {int: "a number", str: "text", bool: "true or false"}[kind]
+        raise ApiError("bad_request", f"{key} must be {words}.")
+    return value
+
+
+# --- POST /api/v1/chat -------------------------------------------------------------------
+
+
+def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
+    data = read_json(request)
+    message = data.get("message")
+    if not isinstance(message, str):
+        raise ApiError("bad_request", 'Send the text to answer as "message".')
+    client_id = _optional(data, "client_message_id", str)
+    try:
+        client_message_id = uuid.UUID(client_id) if client_id else None
+    except ValueError:
+        raise ApiError("bad_request", "client_message_id must be a UUID.") from None
+    wants_stream = bool(_optional(data, "stream", bool))
+    turn = run_turn(
+        _user(request),
+        message,
+        conversation_id=_optional(data, "conversation_id", int),
+        provider=_optional(data, "provider", str),
+        model=_optional(data, "model", str),
+        client_message_id=client_message_id,
+        render_html=wants_stream,  # only the SSE `done` event carries html
+    )
+    return turn, wants_stream
+
+
+def _refusal(error: TurnError) -> ApiError:
+    return ApiError(error.code, error.message, retry_after=error.retry_after)
+
+
+def failed_status(result: TurnFinished) -> int:
+    code = (result.error or {}).get("code", "provider_error")
+    return STATUS_FOR_CODE.get(code, 502) if code.startswith("provider_") else 502
+
+
+@api_view
+async def chat(request: HttpRequest) -> HttpResponse:
+    _allow(request, "POST")
+    turn, stream = _turn_for(request)
+    events = aiter(turn)
+    try:
+        started = await anext(events)  # refusals come before the first event
+    except TurnError as error:
+        raise _refusal(error) from None
+    assert isinstance(started, TurnStarted)
+    if stream:
+        response = StreamingHttpResponse(
+            _sse(turn, events, started), content_type="text/event-stream; charset=utf-8"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+        return cast(HttpResponse, response)  # api_view's type names HttpResponse only
+    result: TurnFinished | None = None
+    async with aclosing(turn):
+        async for event in events:
+            if isinstance(event, TurnFinished):
+                result = event
+    assert result is not None  # a started turn always ends with TurnFinished
+    if result.status == "error":
+        return JsonResponse(result.as_dict(), status=failed_status(result))
+    return JsonResponse(result.as_dict())
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _sse(turn: Turn, events: AsyncIterator[Any], started: TurnStarted) -> AsyncIterator[str]:
+    async with aclosing(turn):
+        yield _event(
+            "start",
+            {
+                "conversation_id": started.conversation_id,
+                "message_id": started.message_id,
+                "provider": started.provider,
+                "model": started.model,
+            },
+        )
+        async for event in events:
+            if isinstance(event, TextDelta):
+                # The hot path: one json.dumps of the text, no dict.
+                yield 'event: delta\ndata: {"text": ' + json.dumps(event.text) + "}\n\n"
+            elif isinstance(event, TurnFinished):
+                body = event.as_dict()
+                if event.status == "error":
+                    yield _event("error", body)
+                else:
+                    body["html"] = event.html
+                    yield _event("done", body)
+
+
+# --- conversations -------------------------------------------------------------------------
+
+
+def _conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": message.pk,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "provider": message.provider,
+        "model": message.model,
+        "usage": {"input_tokens": message.input_tokens, "output_tokens": message.output_tokens},
+        "cost": str(message.cost),
+        "ttft_ms": message.ttft_ms,
+        "latency_ms": message.latency_ms,
+        "created_at": message.created_at.isoformat(),
+    }
+    if message.status == Message.Status.ERROR:
+        body["error"] = {"code": message.error_code, "message": message.error_message}
+    return body
+
+
+@sync_to_async
+def _list_conversations(user: User, limit: int, offset: int) -> dict[str, Any]:
+    mine = Conversation.objects.filter(user=user)
+    page = mine.annotate(messages_count=Count("messages")).order_by("-updated_at", "-id")[
+        offset : offset + limit
+    ]
+    return {
+        "conversations": [{**_conversation_json(c), "messages": c.messages_count} for c in page],
+        "total": mine.count(),
+    }
+
+
+@api_view
+async def conversations(request: HttpRequest) -> HttpResponse:
+    _allow(request, "GET")
+    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    return JsonResponse(await _list_conversations(_user(request), limit, offset))
+
+
+def _not_found() -> ApiError:
+    return ApiError("not_found", "That conversation does not exist, or it was deleted.")
+
+
+@sync_to_async
+def _conversation_detail(user: User, pk: int, limit: int, offset: int) -> dict[str, Any]:
+    conversation = Conversation.objects.filter(user=user, pk=pk).first()
+    if conversation is None:
+        raise _not_found()
+    messages = conversation.messages.order_by("created_at", "id")
+    return {
+        **_conversation_json(conversation),
+        "messages": [_message_json(m) for m in messages[offset : offset + limit]],
+        "total_messages": messages.count(),
+    }
+
+
+@api_view
+async def conversation(request: HttpRequest, pk: int) -> HttpResponse:
+    _allow(request, "GET", "DELETE")
+    user = _user(request)
+    if request.method == "DELETE":
+        deleted, _ = await Conversation.objects.filter(user=user, pk=pk).adelete()
+        if not deleted:
+            raise _not_found()
+        return HttpResponse(status=204)
+    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    return JsonResponse(await _conversation_detail(user, pk, limit, offset))
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+def _totals(row: Any) -> dict[str, Any]:
+    return {
+        "requests": row["requests"] or 0,
+        "errors": row["errors"] or 0,
+        "input_tokens": row["input_tokens"] or 0,
+        "output_tokens": row["output_tokens"] or 0,
+        "cost": str(row["cost"] or Decimal(0)),
+    }
+
+
+SUMS = {
+    "requests": Sum("requests"),
+    "errors": Sum("errors"),
+    "input_tokens": Sum("input_tokens"),
+    "output_tokens": Sum("output_tokens"),
+    "cost": Sum("cost"),
+}
+
+
+@sync_to_async
+def _usage(user: User, days: int) -> dict[str, Any]:
+    today = timezone.localdate()
+    since = today - dt.timedelta(days=days - 1)
+    rows = DailyUsage.objects.filter(user=user, day__gte=since)
+    per_day = rows.values("day").annotate(**SUMS).order_by("-day")
+    per_provider = rows.values("provider", "model").annotate(**SUMS).order_by("provider", "model")
+    return {
+        "days": days,
+        "since": since.isoformat(),
+        "total": _totals(rows.aggregate(**SUMS)),
+        "per_day": [{"day": r["day"].isoformat(), **_totals(r)} for r in per_day],
+        "per_provider": [
+            {"provider": r["provider"], "model": r["model"], **_totals(r)} for r in per_provider
+        ],
+    }
+
+
+@api_view
+async def usage(request: HttpRequest) -> HttpResponse:
+    _allow(request, "GET")
+    days = _int_param(request, "days", 30, 1, MAX_DAYS)
+    return JsonResponse(await _usage(_user(request), days))
+
+
+# --- health (no authentication) -----------------------------------------------------------
+
+
+@sync_to_async(thread_sensitive=False)
+def _database_ok() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _channel_layer_ok() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+    channel = await layer.new_channel("health.")
+    await layer.send(channel, {"type": "health.ping"})
+    message = await layer.receive(channel)
+    if message.get("type") != "health.ping":
+        raise RuntimeError("the channel layer returned something else")
+
+
+async def _check(probe: Any) -> str:
+    try:
+        await asyncio.wait_for(probe, HEALTH_TIMEOUT)
+    except TimeoutError:
+        return f"unavailable: no answer within {HEALTH_TIMEOUT:g} s"
+    except Exception as exc:
+        # The exception's class only: its text may hold a host name or a password.
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    database, channel_layer = await asyncio.gather(
+        _check(_database_ok()), _check(_channel_layer_ok())
+    )
+    body: dict[str, Any] = {
+        "status": "ok",
+        "database": database,
+        "channel_layer": channel_layer,
+    }
+    failing = [name for name in ("database", "channel_layer") if body[name] != "ok"]
+    if not failing:
+        return JsonResponse(body)
+    body["status"] = "error"
+    body["error"] = {
+        "code": "internal",
+        "message": f"Not working: {', '.join(n.replace('_', ' ') for n in failing)}.",
+    }
+    return JsonResponse(body, status=503)

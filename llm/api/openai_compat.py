@@ -1,0 +1,320 @@
+"""The OpenAI-compatible endpoint, /v1/ (API.md): chat completions and models.
+
+The official OpenAI SDKs work unchanged with a Coppertone token as their API key.
+The request's messages are the conversation (system messages become the system
+prompt); each call is a recorded turn in a new conversation. Errors have OpenAI's
+shape, `{"error": {"message", "type", "param", "code"}}`, with an `x-should-retry`
+header so that the SDKs do not retry what cannot succeed.
+
+This is the path the benchmark hammers: one token lookup, the engine's two trips,
+and per token one `json.dumps` of the text between two constant strings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import aclosing
+from functools import wraps
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.models import ApiToken, User
+from llm.api.base import bearer_token
+from llm.models import ProviderConfig
+from llm.providers import registry
+from llm.providers.base import ChatMessage, TextDelta
+from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
+
+# Coppertone's error codes as OpenAI's (HTTP status, type, code) and whether retrying helps.
+ERRORS: dict[str, tuple[int, str, str, bool]] = {
+    "unauthenticated": (401, "invalid_request_error", "invalid_api_key", False),
+    "bad_request": (400, "invalid_request_error", "invalid_request", False),
+    "too_large": (400, "invalid_request_error", "context_length_exceeded", False),
+    "not_found": (404, "invalid_request_error", "not_found", False),
+    "not_configured": (400, "invalid_request_error", "model_not_configured", False),
+    "busy": (409, "invalid_request_error", "busy", False),
+    "rate_limited": (429, "requests", "rate_limit_exceeded", True),
+    "budget_exceeded": (429, "insufficient_quota", "insufficient_quota", False),
+    "provider_auth": (502, "api_error", "provider_auth", False),
+    "provider_rate_limited": (429, "requests", "provider_rate_limited", True),
+    "provider_timeout": (504, "api_error", "provider_timeout", True),
+    "provider_unavailable": (502, "api_error", "provider_unavailable", True),
+    "provider_error": (502, "api_error", "provider_error", False),
+    "internal": (500, "server_error", "internal", True),
+}
+
+AsyncView = Callable[..., Coroutine[Any, Any, HttpResponse]]
+_token_user = sync_to_async(ApiToken.authenticate, thread_sensitive=False)
+
+
+class OpenAIError(Exception):
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.retry_after = code, message, retry_after
+
+    def body(self) -> dict[str, Any]:
+        _status, kind, code, _retry = ERRORS.get(self.code, ERRORS["internal"])
+        return {"error": {"message": self.message, "type": kind, "param": None, "code": code}}
+
+    def response(self) -> JsonResponse:
+        status, _kind, _code, retry = ERRORS.get(self.code, ERRORS["internal"])
+        response = JsonResponse(self.body(), status=status)
+        response["x-should-retry"] = "true" if retry else "false"
+        if self.retry_after is not None:
+            response["Retry-After"] = str(round(self.retry_after))
+        return response
+
+
+def openai_view(view: AsyncView) -> AsyncView:
+    """Bearer-token authentication and OpenAI-shaped errors (no session: this is for SDKs)."""
+
+    @wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        raw = bearer_token(request)
+        user = await _token_user(raw) if raw else None
+        if user is None:
+            return OpenAIError(
+                "unauthenticated",
+                "Use a Coppertone API token as the API key: create one under Settings → API tokens."
+                if raw is None
+                else "That API key is not a valid Coppertone token, or it was revoked.",
+            ).response()
+        request.user = user
+        try:
+            return await view(request, *args, **kwargs)
+        except OpenAIError as error:
+            return error.response()
+
+    return csrf_exempt(wrapper)
+
+
+def _from(error: TurnError) -> OpenAIError:
+    return OpenAIError(error.code, error.message, retry_after=error.retry_after)
+
+
+# --- the request ---------------------------------------------------------------------------
+
+
+def _text(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise OpenAIError(
+                    "bad_request", f"messages[{index}]: only text content parts are supported."
+                )
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+    if content is None:
+        return ""
+    raise OpenAIError("bad_request", f"messages[{index}].content must be a string or a list.")
+
+
+def _conversation(messages: Any) -> tuple[str | None, list[ChatMessage], str]:
+    """(system prompt, the turns before the last, the last user message)."""
+    if not isinstance(messages, list) or not messages:
+        raise OpenAIError("bad_request", "messages must be a non-empty list.")
+    system: list[str] = []
+    history: list[ChatMessage] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise OpenAIError("bad_request", f"messages[{index}] must be an object.")
+        role = message.get("role")
+        text = _text(message.get("content"), index)
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role in ("user", "assistant"):
+            history.append(ChatMessage(role=role, content=text))
+        else:
+            raise OpenAIError(
+                "bad_request",
+                f"messages[{index}].role {role!r} is not supported: use system, user or "
+                "assistant (tools are not supported).",
+            )
+    if not history or history[-1].role != "user":
+        raise OpenAIError("bad_request", "The last message must have the role 'user'.")
+    last = history.pop()
+    return ("\n\n".join(system) if system else None), history, last.content
+
+
+def _model(name: Any) -> tuple[str | None, str | None]:
+    """`provider/model` names a provider; a bare name is resolved like API.md's `model`."""
+    if name in (None, ""):
+        return None, None
+    if not isinstance(name, str):
+        raise OpenAIError("bad_request", "model must be a string.")
+    kind, slash, rest = name.partition("/")
+    if slash and kind in registry.PROVIDERS:
+        return kind, rest or None
+    return None, name
+
+
+def _number(data: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = data.get(key)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise OpenAIError("bad_request", f"{key} must be a number.")
+            return value
+    return None
+
+
+def _turn(request: HttpRequest) -> tuple[Turn, dict[str, Any]]:
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise OpenAIError("bad_request", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise OpenAIError("bad_request", "The body must be a JSON object.")
+    if data.get("n") not in (None, 1):
+        raise OpenAIError("bad_request", "Only n=1 is supported.")
+    if data.get("tools"):
+        raise OpenAIError("bad_request", "Tools are not supported.")
+    system, history, text = _conversation(data.get("messages"))
+    provider, model = _model(data.get("model"))
+    max_tokens = _number(data, "max_completion_tokens", "max_tokens")
+    user = request.user
+    assert isinstance(user, User)
+    turn = run_turn(
+        user,
+        text,
+        provider=provider,
+        model=model,
+        history=history,
+        system=system,
+        temperature=_number(data, "temperature"),
+        max_tokens=int(max_tokens) if max_tokens is not None else None,
+        render_html=False,
+    )
+    return turn, data
+
+
+# --- POST /v1/chat/completions -----------------------------------------------------------------
+
+
+@openai_view
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        raise OpenAIError("bad_request", "Use POST.")
+    turn, data = _turn(request)
+    events = aiter(turn)
+    try:
+        started = await anext(events)
+    except TurnError as error:
+        raise _from(error) from None
+    assert isinstance(started, TurnStarted)
+    name = f"{started.provider}/{started.model}"
+    if data.get("stream"):
+        options = data.get("stream_options")
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        response = StreamingHttpResponse(
+            _chunks(turn, events, started, name, usage), content_type="text/event-stream"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response  # type: ignore[return-value]
+    result: TurnFinished | None = None
+    async with aclosing(turn):
+        async for event in events:
+            if isinstance(event, TurnFinished):
+                result = event
+    assert result is not None
+    if result.status == "error":
+        failure = result.error or {}
+        return OpenAIError(
+            failure.get("code", "provider_error"), failure.get("message", "The reply failed.")
+        ).response()
+    return JsonResponse(
+        {
+            "id": f"chatcmpl-{result.message_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": _usage(result),
+        }
+    )
+
+
+def _usage(result: TurnFinished) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.input_tokens,
+        "completion_tokens": result.output_tokens,
+        "total_tokens": result.input_tokens + result.output_tokens,
+    }
+
+
+async def _chunks(
+    turn: Turn, events: AsyncIterator[Any], started: TurnStarted, name: str, usage: bool
+) -> AsyncIterator[str]:
+    """`chat.completion.chunk` frames; a delta is its text between two constant strings."""
+    envelope = (
+        f'data: {{"id":"chatcmpl-{started.message_id}","object":"chat.completion.chunk",'
+        f'"created":{int(time.time())},"model":{json.dumps(name)},"system_fingerprint":null,'
+        '"choices":'
+    )
+    head = envelope + '[{"index":0,"delta":{"content":'
+    tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
+    async with aclosing(turn):
+        yield head + '"","role":"assistant"' + tail
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield head + json.dumps(event.text) + tail
+            elif isinstance(event, TurnFinished):
+                if event.status == "error":
+                    error = event.error or {}
+                    body = OpenAIError(
+                        error.get("code", "provider_error"), error.get("message", "")
+                    ).body()
+                    yield f"data: {json.dumps(body)}\n\n"
+                    return
+                finish = json.dumps(event.finish_reason)
+                yield (
+                    f'{envelope}[{{"index":0,"delta":{{}},"logprobs":null,'
+                    f'"finish_reason":{finish}}}]}}\n\n'
+                )
+                if usage:
+                    yield f'{envelope}[],"usage":{json.dumps(_usage(event))}}}\n\n'
+        yield "data: [DONE]\n\n"
+
+
+# --- GET /v1/models ------------------------------------------------------------------------------
+
+
+@sync_to_async
+def _model_ids(user: User) -> list[dict[str, Any]]:
+    configs = ProviderConfig.objects.filter(user=user, enabled=True)
+    local = registry.spec(registry.LOCAL)
+    listed = [(registry.LOCAL, local.default_model, 0)]
+    listed += [
+        (c.kind, c.effective_model, int(c.created_at.timestamp()))
+        for c in configs
+        if c.kind != registry.LOCAL
+    ]
+    return [
+        {"id": f"{kind}/{model}", "object": "model", "created": created, "owned_by": kind}
+        for kind, model, created in listed
+    ]
+
+
+@openai_view
+async def models(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        raise OpenAIError("bad_request", "Use GET.")
+    user = request.user
+    assert isinstance(user, User)
+    return JsonResponse({"object": "list", "data": await _model_ids(user)})

@@ -1,0 +1,140 @@
+"""/v1 with the official `openai` package as the client, against Coppertone served by uvicorn."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+import uvicorn
+from django.core.cache import cache
+
+from accounts.models import ApiToken, User
+from llm.models import Conversation, Message
+from tests.engine.conftest import configure
+from tests.fakes.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def coppertone_url(transactional_db: None, settings: Any) -> Iterator[str]:
+    """The whole ASGI app on a real socket (the test database is shared in-process)."""
+    cache.clear()
+    settings.LLM_MAX_RETRIES = 0
+    from coppertone.asgi import application
+
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=0, lifespan="off", log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def sdk(alice: User, fake_openai: FakeOpenAI, coppertone_url: str) -> openai.OpenAI:
+    configure(alice, fake_openai)
+    _, raw = ApiToken.issue(alice, "sdk")
+    return openai.OpenAI(api_key=raw, base_url=coppertone_url, max_retries=0, timeout=20)
+
+
+def test_non_streaming_completion_is_a_recorded_turn(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply("Paris.", usage=(21, 2))
+    completion = sdk.chat.completions.create(
+        model="openai/gpt-4o",
+        messages=[
+            {"role": "system", "content": "Answer in one word."},
+            {"role": "user", "content": "Capital of France?"},
+            {"role": "assistant", "content": "Which France?"},
+            {"role": "user", "content": "The country."},
+        ],
+        temperature=0.2,
+    )
+
+    assert completion.choices[0].message.content == "Paris."
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.model == "openai/gpt-4o"
+    assert completion.usage is not None and completion.usage.total_tokens == 23
+    # The request's messages were forwarded as the conversation.
+    sent = fake_openai.chat_requests[-1].json
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+    assert sent["messages"][0]["content"] == "Answer in one word."
+    assert sent["temperature"] == 0.2
+    # ...and recorded as a turn in a new conversation.
+    reply = Message.objects.get(role="assistant")
+    assert (reply.content, reply.status, reply.provider) == ("Paris.", "complete", "openai")
+    assert Conversation.objects.get().title == "The country."
+
+
+def test_streaming_completion_yields_chunks_and_usage(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply(chunks=["Hel", "lo ", "wörld"], usage=(5, 3))
+    stream = sdk.chat.completions.create(
+        model="gpt-4o",  # a bare name: the prefix picks OpenAI
+        messages=[{"role": "user", "content": "Greet"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello wörld"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and set(finishes[:-1]) == {None}
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert Message.objects.get(role="assistant").content == "Hello wörld"
+
+
+def test_models_lists_the_configured_providers(sdk: openai.OpenAI) -> None:
+    ids = [model.id for model in sdk.models.list()]
+    assert "openai/gpt-4o" in ids and any(i.startswith("local/") for i in ids)
+
+
+def test_errors_have_openais_shape(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, coppertone_url: str
+) -> None:
+    stranger = openai.OpenAI(api_key="cpt_not-a-token", base_url=coppertone_url, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as unauthenticated:
+        stranger.models.list()
+    assert "not a valid Coppertone token" in unauthenticated.value.message
+
+    with pytest.raises(openai.BadRequestError) as unconfigured:
+        sdk.chat.completions.create(
+            model="anthropic/claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert unconfigured.value.code == "model_not_configured"
+    assert unconfigured.value.response.headers["x-should-retry"] == "false"
+
+    fake_openai.fail(401)
+    with pytest.raises(openai.APIStatusError) as upstream:
+        sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert upstream.value.status_code == 502 and upstream.value.code == "provider_auth"
+    assert Message.objects.filter(role="user", content="hi").exists()
+
+
+def test_error_mid_stream_raises_in_the_sdk(sdk: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
+    fake_openai.scenario("error_midstream", text="abcdefgh")
+    stream = sdk.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Go"}], stream=True
+    )
+    received: list[str] = []
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "abcd"
+    assert Message.objects.get(role="assistant").status == "error"
