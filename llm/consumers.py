@@ -1,0 +1,231 @@
+"""The WebSocket transport, /ws/chat/: frames (API.md) to and from `turns.run_turn`.
+
+Thin on purpose. Each `send` frame becomes one task kept on the consumer, so a
+`stop` frame or a closed socket is handled while a reply streams: both cancel
+the task, the engine stores the text so far as `stopped`, and the socket (if
+still open) gets a `done` frame saying so. A delta costs one JSON string and
+one `send`: no database work and no channel-layer round trip per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from contextlib import aclosing
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from llm.providers.base import TextDelta
+from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
+
+log = logging.getLogger(__name__)
+
+# How long a closing socket waits for the engine to store a cancelled reply.
+CANCEL_GRACE_SECONDS = 5.0
+MAX_FRAME_CHARS = 200_000
+
+
+def error_frame(code: str, message: str, *, message_id: int | None = None) -> str:
+    return json.dumps(
+        {"type": "error", "message_id": message_id, "error": {"code": code, "message": message}}
+    )
+
+
+def finished_frame(result: TurnFinished) -> str:
+    """`done` for a complete or stopped reply; `error` (with the message id) for a failed one."""
+    if result.status == "error":
+        error = result.error or {"code": "provider_error", "message": "The reply failed."}
+        return json.dumps({"type": "error", "message_id": result.message_id, "error": error})
+    return json.dumps(
+        {
+            "type": "done",
+            "message_id": result.message_id,
+            "status": result.status,
+            "html": result.html,
+            "usage": {
+                "input_tokens": result.input_tokens,
+                "output_tokens": result.output_tokens,
+            },
+            "cost": str(result.cost),
+            "ttft_ms": None if result.ttft_ms is None else round(result.ttft_ms),
+            "latency_ms": round(result.latency_ms),
+        }
+    )
+
+
+def stopped_early_frame(message_id: int | None) -> str:
+    return json.dumps(
+        {
+            "type": "done",
+            "message_id": message_id,
+            "status": "stopped",
+            "html": "",
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "cost": "0",
+            "ttft_ms": None,
+            "latency_ms": 0,
+        }
+    )
+
+
+class SendFrame:
+    """A validated `send` frame; `parse` raises ValueError with words for the person."""
+
+    __slots__ = ("client_message_id", "conversation_id", "model", "provider", "text")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("Type a message before sending.")
+        self.text: str = text
+        conversation_id = data.get("conversation_id")
+        if conversation_id is not None and (
+            isinstance(conversation_id, bool) or not isinstance(conversation_id, int)
+        ):
+            raise ValueError("conversation_id must be a number or null.")
+        self.conversation_id: int | None = conversation_id
+        self.provider: str | None = self._optional_str(data, "provider")
+        self.model: str | None = self._optional_str(data, "model")
+        raw_id = data.get("client_message_id")
+        self.client_message_id: uuid.UUID | None = None
+        if raw_id not in (None, ""):
+            try:
+                self.client_message_id = uuid.UUID(str(raw_id))
+            except ValueError:
+                raise ValueError("client_message_id must be a UUID.") from None
+
+    @staticmethod
+    def _optional_str(data: dict[str, Any], key: str) -> str | None:
+        value = data.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be text.")
+        return value
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    # No channel layer: nothing is ever sent to a socket from outside it, and a layer
+    # would cost every idle socket a channel and a pending receive (on Redis, a connection).
+    channel_layer_alias = "__no_channel_layer__"
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.user = user
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        task = getattr(self, "task", None)
+        if task is not None and not task.done():
+            task.cancel()
+            # Let the engine store the partial reply before this consumer goes away.
+            await asyncio.wait([task], timeout=CANCEL_GRACE_SECONDS)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send(error_frame("bad_request", "Send JSON text frames, not binary."))
+            return
+        if len(text_data) > MAX_FRAME_CHARS:
+            await self.send(error_frame("too_large", "That message is too long to send."))
+            return
+        try:
+            data = json.loads(text_data)
+        except json.JSONDecodeError:
+            await self.send(error_frame("bad_request", "That frame is not valid JSON."))
+            return
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "send":
+            await self._start(data)
+        elif kind == "stop":
+            self._stop()
+        else:
+            await self.send(
+                error_frame(
+                    "bad_request",
+                    'Unknown frame: use {"type": "send", "text": "..."} or {"type": "stop"}.',
+                )
+            )
+
+    async def _start(self, data: dict[str, Any]) -> None:
+        if self.task is not None and not self.task.done():
+            await self.send(
+                error_frame("busy", "A reply is still streaming: wait for it, or press Stop first.")
+            )
+            return
+        try:
+            frame = SendFrame(data)
+        except ValueError as exc:
+            await self.send(error_frame("bad_request", str(exc)))
+            return
+        turn = run_turn(
+            self.user,
+            frame.text,
+            conversation_id=frame.conversation_id,
+            provider=frame.provider,
+            model=frame.model,
+            client_message_id=frame.client_message_id,
+        )
+        self.stopping = False
+        self.task = asyncio.create_task(self._relay(turn))
+
+    def _stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.stopping = True
+            self.task.cancel()
+
+    async def _relay(self, turn: Turn) -> None:
+        """Forward one turn's events; on Stop, report the stored partial reply."""
+        send = self.send
+        message_id: int | None = None
+        delta_head = ""
+        try:
+            # aclosing: a cancel that lands in our own `send` (between two events) still
+            # closes upstream and stores the text so far, as one inside the engine does.
+            async with aclosing(turn):
+                async for event in turn:
+                    if type(event) is TextDelta:
+                        # The hot path: one small string per token, built without a dict.
+                        await send(delta_head + json.dumps(event.text) + "}")
+                    elif isinstance(event, TurnStarted):
+                        message_id = event.message_id
+                        delta_head = f'{{"type":"delta","message_id":{event.message_id},"text":'
+                        await send(
+                            json.dumps(
+                                {
+                                    "type": "start",
+                                    "conversation_id": event.conversation_id,
+                                    "message_id": event.message_id,
+                                    "provider": event.provider,
+                                    "model": event.model,
+                                }
+                            )
+                        )
+                    elif isinstance(event, TurnFinished):
+                        await send(finished_frame(event))
+        except TurnError as exc:
+            await send(json.dumps({"type": "error", "message_id": None, "error": exc.as_dict()}))
+        except asyncio.CancelledError:
+            # Stop: the engine stored the partial reply and set turn.result; tell the
+            # person. On disconnect there is nobody left to tell.
+            if not self.stopping:
+                raise
+            if turn.result is not None:
+                await send(finished_frame(turn.result))
+            else:  # stopped before the reply began: nothing was stored to report
+                await send(stopped_early_frame(message_id))
+        except Exception:
+            log.exception("chat turn failed")
+            await send(
+                error_frame(
+                    "internal",
+                    "Something went wrong on our side; your message is kept. Try again.",
+                )
+            )
