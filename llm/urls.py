@@ -7,6 +7,10 @@ from llm.views import settings as settings_views
 
 urlpatterns = [
     path("", chat.home, name="home"),
+    path("conversations/", chat.conversations, name="conversations"),
+    path("conversations/<int:pk>/", chat.conversation, name="conversation"),
+    path("conversations/<int:pk>/delete/", chat.conversation_delete, name="conversation_delete"),
+    path("chat/picker/", chat.widget_picker, name="widget_picker"),
     path("settings/llm/", settings_views.settings_page, name="settings_llm"),
     path("settings/llm/default/", settings_views.default_provider, name="settings_default"),
     path("settings/llm/<str:kind>/", settings_views.provider_card, name="settings_provider"),

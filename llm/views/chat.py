@@ -1,10 +1,170 @@
+"""Chat pages: the signed-in home, the conversations list, one conversation, delete.
+
+The widget reuses these views for its panels: with htmx, each view answers with
+one partial of its own template (STYLE.md 9), picked by the element it targets.
+"""
+
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from accounts.models import User
+from llm import render as markdown
+from llm.models import Conversation, Message, ProviderConfig
+from llm.providers import registry
+
+PAGE_SIZE = 50
+WIDGET_LIST_SIZE = 30
+# The newest messages a conversation shows; older ones stay in the database and the API.
+MESSAGE_LIMIT = 200
+WIDGET_TARGETS = ("cw-history", "cw-log", "cw-picker")
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request that passed django-htmx's middleware (for the type checker)."""
+
+    htmx: HtmxDetails
+
+
+def _user(request: HttpRequest) -> User:
+    return cast(User, request.user)  # every view here is behind login_required
+
+
+def _conversations_of(request: HttpRequest) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user=_user(request))
+
+
+def _listing(request: HttpRequest) -> QuerySet[Conversation]:
+    # Meta.ordering is dropped once the count groups the rows: order explicitly.
+    return (
+        _conversations_of(request)
+        .annotate(message_count=Count("messages"))
+        .order_by("-updated_at", "-pk")
+    )
+
+
+def _conversation_for(request: HttpRequest, pk: int) -> Conversation:
+    """The signed-in person's conversation, or 404 for anyone else's."""
+    return get_object_or_404(_conversations_of(request), pk=pk)
+
+
+def _for_widget(request: HtmxHttpRequest) -> bool:
+    return bool(request.htmx) and request.htmx.target in WIDGET_TARGETS
 
 
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "llm/home.html")
+    recent = _listing(request)[:5]
+    return render(request, "llm/home.html", {"recent": recent})
+
+
+@login_required
+@require_GET
+def conversations(request: HtmxHttpRequest) -> HttpResponse:
+    listing = _listing(request)
+    if _for_widget(request):
+        context: dict[str, Any] = {"conversations": listing[:WIDGET_LIST_SIZE]}
+        return render(request, "llm/conversations.html#widget-list", context)
+    page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "conversations": page.object_list}
+    template = "llm/conversations.html#list" if request.htmx else "llm/conversations.html"
+    return render(request, template, context)
+
+
+def cost_label(cost: Decimal) -> str:
+    """$0.00021: every significant place of a small per-reply cost (the widget does the same)."""
+    if not cost:
+        return "$0"
+    return "$" + f"{cost:.6f}".rstrip("0").rstrip(".")
+
+
+def duration_label(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+@dataclass
+class Shown:
+    """A message as the page shows it."""
+
+    message: Message
+    html: str
+    cost_label: str
+    latency_label: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.message, name)
+
+
+def _messages_of(conversation: Conversation) -> list[Shown]:
+    newest = list(conversation.messages.order_by("-created_at", "-id")[:MESSAGE_LIMIT])
+    newest.reverse()
+    return [
+        Shown(
+            message=m,
+            # Model output is untrusted: only its sanitized render reaches a template as HTML.
+            html=markdown.to_html(m.content) if m.role == Message.Role.ASSISTANT else "",
+            cost_label=cost_label(m.cost),
+            latency_label=duration_label(m.latency_ms) if m.latency_ms else "",
+        )
+        for m in newest
+    ]
+
+
+@login_required
+@require_GET
+def conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    convo = _conversation_for(request, pk)
+    context = {"conversation": convo, "chat_messages": _messages_of(convo)}
+    if _for_widget(request):
+        context["in_widget"] = True
+        return render(request, "llm/conversation.html#widget-messages", context)
+    return render(request, "llm/conversation.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation (works without JavaScript); POST deletes."""
+    convo = _conversation_for(request, pk)
+    if request.method == "GET":
+        return render(request, "llm/conversation_delete.html", {"conversation": convo})
+    title = str(convo)
+    convo.delete()
+    if request.htmx and request.htmx.target and request.htmx.target.startswith("conversation-"):
+        return HttpResponse("")  # the row that asked is swapped out
+    flash.success(request, f"Deleted “{title}”.")
+    if request.htmx:
+        return HttpResponseClientRedirect("/conversations/")
+    return redirect("conversations")
+
+
+@login_required
+@require_GET
+def widget_picker(request: HttpRequest) -> HttpResponse:
+    """The widget's provider and model choices: the person's configured providers + local."""
+    configs = {c.kind: c for c in ProviderConfig.objects.filter(user=_user(request), enabled=True)}
+    choices = []
+    for kind, entry in registry.PROVIDERS.items():
+        config = configs.get(kind)
+        if kind != registry.LOCAL and config is None:
+            continue
+        model = config.effective_model if config else entry.spec.default_model
+        models = sorted({model, entry.spec.default_model})
+        choices.append({"kind": kind, "label": entry.spec.label, "model": model, "models": models})
+    default = _user(request).default_provider
+    if default not in {c["kind"] for c in choices}:
+        default = registry.LOCAL
+    return render(request, "llm/widget.html#picker", {"choices": choices, "selected_kind": default})

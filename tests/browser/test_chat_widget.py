@@ -1,0 +1,155 @@
+"""The floating chat widget in a real browser, against the fake OpenAI server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import User
+from llm.models import Message, ProviderConfig
+from tests.browser.conftest import sign_in
+from tests.fakes.openai_server import FakeOpenAI
+
+
+@pytest.fixture
+def openai_for_alice(alice: User, fake_openai: FakeOpenAI) -> FakeOpenAI:
+    config = ProviderConfig(user=alice, kind="openai", base_url=fake_openai.base_url)
+    config.set_api_key(fake_openai.api_key)
+    config.save()
+    alice.default_provider = "openai"
+    alice.save()
+    return fake_openai
+
+
+def open_widget(page: Any) -> Any:
+    page.get_by_role("button", name="Chat", exact=True).click()
+    panel = page.get_by_role("dialog", name="New conversation")
+    expect(panel).to_be_visible()
+    expect(page.locator("#cw-conn")).to_have_text("Connected")
+    expect(page.get_by_label("Provider")).to_have_value("openai")
+    return panel
+
+
+def test_stream_stop_and_find_it_again_after_reload(
+    page: Any, live_url: str, alice: User, openai_for_alice: FakeOpenAI, artifacts: Path
+) -> None:
+    words = [f"word{i} " for i in range(200)]
+    openai_for_alice.reply("".join(words), chunks=words, delay=0.08)
+    sign_in(page, live_url, "alice")
+    open_widget(page)
+
+    box = page.get_by_role("textbox", name="Message")
+    expect(box).to_be_focused()
+    box.fill("Tell me a long story")
+    box.press("Enter")
+
+    expect(page.locator(".msg-user .msg-body")).to_have_text("Tell me a long story")
+    expect(box).to_have_value("")
+    reply = page.locator(".msg-assistant .msg-body").last
+    expect(reply).to_contain_text("word3")
+    early = len(reply.inner_text())
+    expect(reply).to_contain_text("word8")
+    assert len(reply.inner_text()) > early  # the text grows as tokens arrive
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    expect(stop).to_have_text("Stop")
+    page.screenshot(path=str(artifacts / "widget-streaming.png"))
+
+    clicked = time.monotonic()
+    stop.click()
+    expect(page.locator(".msg-assistant .badge", has_text="Stopped")).to_be_visible()
+    stopped_after = time.monotonic() - clicked
+    print(f"Stop click to 'Stopped' shown: {stopped_after * 1000:.0f} ms")
+    expect(page.get_by_role("button", name="Send", exact=True)).to_have_text("Send")
+    shown = reply.inner_text()
+    page.wait_for_timeout(300)
+    assert reply.inner_text() == shown  # nothing more arrives after Stop
+    assert openai_for_alice.wait_closed(2)
+
+    row = Message.objects.get(role="assistant")
+    assert row.status == "stopped"
+    assert row.content.strip() == shown.strip()
+    assert "word199" not in row.content
+    meta = page.locator(".msg-assistant .msg-meta").last
+    expect(meta).to_contain_text("gpt-4o")
+    expect(meta).to_contain_text(" out")
+    page.screenshot(path=str(artifacts / "widget-stopped.png"))
+
+    page.reload()
+    # The panel reopens on the same conversation, loaded from the server.
+    expect(page.get_by_role("dialog")).to_be_visible()
+    expect(page.locator("#cw-title")).to_have_text("Tell me a long story")
+    history_reply = page.locator(".msg-assistant").last
+    expect(history_reply.locator(".badge")).to_have_text("Stopped")
+    expect(history_reply.locator(".msg-body")).to_contain_text("word3")
+    page.get_by_role("button", name="Conversations").click()
+    history = page.get_by_role("navigation", name="Conversations")
+    entry = history.get_by_role("link", name="Tell me a long story")
+    expect(entry).to_be_visible()
+    expect(entry).to_contain_text("2 messages")
+    page.screenshot(path=str(artifacts / "widget-history.png"))
+
+
+def test_markdown_reply_with_copy_button_and_shift_enter(
+    page: Any, live_url: str, alice: User, openai_for_alice: FakeOpenAI, artifacts: Path
+) -> None:
+    openai_for_alice.reply(
+        "Here is **bold** and code:\n\n```python\nprint('hi')\n```\n\n<img src=x onerror=alert(1)>"
+    )
+    sign_in(page, live_url, "alice")
+    open_widget(page)
+    box = page.get_by_role("textbox", name="Message")
+    box.type("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    expect(box).to_have_value("first line\nsecond line")
+    box.press("Enter")
+
+    reply = page.locator(".msg-assistant").last
+    expect(reply.locator("strong")).to_have_text("bold")
+    expect(reply.locator("pre")).to_have_text("print('hi')\n")
+    expect(reply.locator("img")).to_have_count(0)
+    copy = reply.get_by_role("button", name="Copy code")
+    expect(copy).to_be_visible()
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    expect(reply.locator(".msg-meta")).to_contain_text("$")
+    assert Message.objects.get(role="user").content == "first line\nsecond line"
+    page.screenshot(path=str(artifacts / "widget-markdown.png"))
+
+
+def test_error_is_shown_inline_and_retry_sends_again(
+    page: Any, live_url: str, alice: User, openai_for_alice: FakeOpenAI
+) -> None:
+    openai_for_alice.fail(401).reply("Second time lucky.")
+    sign_in(page, live_url, "alice")
+    open_widget(page)
+    page.get_by_role("textbox", name="Message").fill("Are you there?")
+    page.get_by_role("textbox", name="Message").press("Enter")
+
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("key")
+    expect(page.locator(".msg-user .msg-body").first).to_have_text("Are you there?")
+    alert.get_by_role("button", name="Retry").click()
+    expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Second time lucky.")
+
+
+def test_usable_at_phone_width(
+    phone_page: Any, live_url: str, alice: User, openai_for_alice: FakeOpenAI, artifacts: Path
+) -> None:
+    openai_for_alice.reply("Small screens work too.")
+    page = phone_page
+    sign_in(page, live_url, "alice")
+    open_widget(page)
+    panel = page.locator("#cw-panel").bounding_box()
+    assert panel["width"] == 375  # the panel takes the whole screen
+    page.get_by_role("textbox", name="Message").fill("Hello from a phone")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Small screens work too.")
+    page.screenshot(path=str(artifacts / "widget-phone.png"))
+    page.keyboard.press("Escape")
+    expect(page.locator("#cw-panel")).to_be_hidden()
+    expect(page.get_by_role("button", name="Chat", exact=True)).to_be_focused()
