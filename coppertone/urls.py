@@ -5,8 +5,10 @@ from django.urls import include, path
 
 from accounts import views as accounts_views
 from llm.api.urls import openai_urlpatterns
+from llm.views.dashboard import usage_dashboard
 
 urlpatterns = [
+    path("admin/usage/", usage_dashboard, name="usage_dashboard"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("llm.api.urls")),
