@@ -213,3 +213,27 @@ async def test_list_models_and_ping_name_the_loaded_model(provider: LocalProvide
     ping = await provider.ping(NO_CREDS)
     assert ping.ok and ping.models == 1
     assert "SmolLM2-135M-Instruct" in ping.detail and "MB" in ping.detail
+
+
+async def test_a_request_given_up_while_waiting_leaves_the_queue(provider: LocalProvider) -> None:
+    await provider.model()
+    started = asyncio.Event()
+
+    async def long_reply() -> list[Event]:
+        events = []
+        async for event in provider.stream(ask("Tell me about the moon.", 24), NO_CREDS):
+            started.set()
+            events.append(event)
+        return events
+
+    running = asyncio.create_task(long_reply())
+    await started.wait()
+    waiting = asyncio.create_task(collect(provider, ask("Name a tree.", 4)))
+    await asyncio.sleep(0.05)  # it is queued behind the running reply
+    waiting.cancel()  # the person closed the page before their turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+    assert isinstance((await running)[-1], Done)
+    after = await asyncio.wait_for(collect(provider, ask("Name a bird.", 4)), timeout=60)
+    assert isinstance(after[-1], Done)
