@@ -189,7 +189,7 @@ async def client(allow_private: bool) -> aiohttp.ClientSession:
     session = _sessions.get(key)
     if session is not None and not session.closed:
         return session
-    for stale in [k for k in _sessions if k[0].is_closed()]:
+    for stale in [k for k in list(_sessions) if k[0].is_closed()]:
         _sessions.pop(stale, None)
         _keepers.pop(stale, None)
     connector = aiohttp.TCPConnector(

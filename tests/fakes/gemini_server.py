@@ -183,7 +183,7 @@ class FakeGemini(FakeServer):
             if plan.body is not None:
                 return web.json_response(plan.body, status=plan.status, headers=headers)
             details = None
-            if plan.status == 429 and plan.retry_after is not None:
+            if plan.retry_after is not None:
                 details = [
                     {
                         "@type": "type.googleapis.com/google.rpc.RetryInfo",

@@ -314,8 +314,8 @@ class FakeServer:
         try:
             if plan.first_byte_delay:
                 await asyncio.sleep(plan.first_byte_delay)
-            if plan.status != 200:
-                return error(plan)
+            if plan.status != 200 or plan.body is not None:
+                return error(plan)  # fail(200, body=...) is an error body with status 200
             if plan.html:
                 return web.Response(text=HTML_PAGE, content_type="text/html")
             if not stream:
@@ -387,7 +387,7 @@ class FakeServer:
             cut = lead + 1 if lead >= 0 else 0
         if cut:
             await response.write(data[:cut])
-            await asyncio.sleep(0.02)  # so the two halves reach the client as two reads
+            await asyncio.sleep(0.005)  # so the two halves reach the client as two reads
             await response.write(data[cut:])
         else:
             await response.write(data)

@@ -73,23 +73,23 @@ async def test_wrong_key_is_auth_failed_without_the_key(
 async def test_429_with_retry_after_then_success(
     fake: FakeServer, kind: str, creds: Credentials, model: str
 ) -> None:
-    fake.fail(429, retry_after=0.2).reply("after the wait")
+    fake.fail(429, retry_after=0.1).reply("after the wait")
     loop = asyncio.get_running_loop()
     started = loop.time()
     out = await collect(adapter(kind).stream(ask(model), creds))
     assert out.error is None
     assert out.text == "after the wait"
     assert len(fake.chat_requests) == 2
-    assert loop.time() - started >= 0.2  # the provider's wait was honoured
+    assert loop.time() - started >= 0.1  # the provider's wait was honoured
 
 
 async def test_429_every_time_gives_up_with_retry_after(
     fake: FakeServer, kind: str, creds: Credentials, model: str
 ) -> None:
-    fake.fail(429, retry_after=0.1)
+    fake.fail(429, retry_after=0.05)
     out = await collect(adapter(kind).stream(ask(model), creds))
     assert isinstance(out.error, RateLimited)
-    assert out.error.retry_after == 0.1
+    assert out.error.retry_after == 0.05
     assert "try again in" in out.error.message
     assert len(fake.chat_requests) == 3  # the first try and max_retries=2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
@@ -188,6 +189,30 @@ async def test_redirects_are_not_followed(fake_openai: FakeOpenAI) -> None:
     assert isinstance(out.error, http.ProtocolError)
     assert "redirect" in out.error.message and "does not follow" in out.error.message
     assert len(fake_openai.requests) == 1
+
+
+def test_connect_timeout_in_its_own_words() -> None:
+    # A listener whose accept queue is full: the kernel drops new SYNs, so connect hangs.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    options = ProviderOptions(connect_timeout=0.3, max_retries=0, allow_private_hosts=True)
+    creds = Credentials(api_key="sk-x", base_url=f"http://127.0.0.1:{port}/v1")
+    try:
+        out = asyncio.run(collect(registry.create("openai", options).stream(ask(), creds)))
+    finally:
+        for sock in [*fillers, server]:
+            sock.close()
+    assert isinstance(out.error, http.ConnectTimedOut)
+    assert "Could not connect to OpenAI within 0.3 s" in out.error.message
 
 
 # --- the pooled session -----------------------------------------------------------------

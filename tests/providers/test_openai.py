@@ -177,6 +177,15 @@ async def test_404_names_the_model_and_base_url(fake_openai: FakeOpenAI) -> None
     assert "model name" in out.error.message and "base URL" in out.error.message
 
 
+async def test_an_error_body_with_status_200(fake_openai: FakeOpenAI) -> None:
+    # Some local servers answer a stream request with a JSON error and status 200.
+    body = {"error": {"message": "model 'llama9' not found", "type": "invalid_request_error"}}
+    fake_openai.fail(200, body=body)
+    out = await collect(provider().stream(ask(), creds(fake_openai)))
+    assert isinstance(out.error, BadRequest)
+    assert "model 'llama9' not found" in out.error.message
+
+
 async def test_ping_an_html_page(fake_openai: FakeOpenAI) -> None:
     ping = await provider().ping(creds(fake_openai, base_url=fake_openai.origin + "/nowhere"))
     assert not ping.ok
