@@ -437,6 +437,10 @@ def _html_error(label: str) -> ProtocolError:
     )
 
 
+def _looks_like_sse(first: bytes) -> bool:
+    return first.lstrip().startswith((b"data:", b"event:", b"id:", b":"))
+
+
 def _is_html(content_type: str, first: bytes) -> bool:
     return "html" in content_type or first.lstrip()[:1] == b"<"
 
@@ -560,7 +564,8 @@ async def stream_events(
             if first and chunk:
                 if _is_html(content_type, chunk):
                     raise _html_error(target.label)
-                if "event-stream" not in content_type:
+                # Judge by the bytes too: some proxies relabel a stream as text/plain.
+                if "event-stream" not in content_type and not _looks_like_sse(chunk):
                     raise await _not_a_stream(target, response, chunk)
                 first = False
             if not chunk:

@@ -36,7 +36,8 @@ The handle:
         "split_utf8" (a multi-byte character split across writes), "split_event" (every
         SSE event split across writes), "crlf" (\\r\\n line endings), "keepalive"
         (`: keep-alive` comments between events).
-        The reply/scenario options combine: fake.reply("hi", split="event", keepalive=True).
+        The reply/scenario options combine: fake.reply("hi", split="event", keepalive=True);
+        reply(..., content_type="text/plain") relabels a stream.
 
     Queued answers are used in order and the last one repeats, so
     `fake.fail(429, retry_after=0).reply("ok")` is one 429 and then "ok" every time, and

@@ -61,6 +61,7 @@ class Plan:
     line_ending: str = "\n"
     keepalive: bool = False
     split: Split = ""
+    content_type: str = "text/event-stream; charset=utf-8"
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -334,7 +335,7 @@ class FakeServer:
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
+                "Content-Type": plan.content_type,
                 "Cache-Control": "no-cache",
             }
         )

@@ -215,6 +215,23 @@ def test_connect_timeout_in_its_own_words() -> None:
     assert "Could not connect to OpenAI within 0.3 s" in out.error.message
 
 
+async def test_a_stream_labelled_text_plain_is_still_read(fake_openai: FakeOpenAI) -> None:
+    # A proxy in front of a local server relabels the stream; the bytes are still SSE.
+    fake_openai.reply("relabelled", content_type="text/plain; charset=utf-8")
+    out = await collect(registry.create("openai", FAST).stream(ask(), fake_openai.credentials()))
+    assert out.error is None
+    assert out.text == "relabelled"
+
+
+async def test_a_json_document_instead_of_a_stream_is_named(fake_openai: FakeOpenAI) -> None:
+    target = http.Target("Proxy", FAST)
+    url = f"{fake_openai.origin}/v1/models"
+    headers = {"Authorization": f"Bearer {fake_openai.api_key}"}
+    with pytest.raises(http.ProtocolError, match="did not answer with a stream of events"):
+        async for _ in http.stream_events(target, "GET", url, headers=headers, body=None):
+            pass
+
+
 # --- the pooled session -----------------------------------------------------------------
 
 
