@@ -15,6 +15,8 @@ Fixtures (any test under tests/browser/ may use them; every test here is marked 
                     default timeout is 10 s; `expect` waits 5 s.
     phone_page      the same at 375x740 (an iPhone-sized viewport).
     artifacts       Path of test-artifacts/ (gitignored) for screenshots.
+    asgi_server     the LiveServer behind live_url: `.drop_sockets()` cuts every open
+                    WebSocket (to test reconnecting), `.wait_idle()`.
     sign_in(page, live_url, username)   helper: signs in through the real login form
                     with tests.conftest.PASSWORD and waits for the home page.
 
@@ -30,6 +32,7 @@ are therefore sync tests.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -80,9 +83,11 @@ class LiveServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.active = 0  # requests and sockets the app is still handling
+        self.server_loop: asyncio.AbstractEventLoop | None = None  # known from the first call
         app = ASGIStaticFilesHandler(application)
 
         async def counted(scope: Any, receive: Any, send: Any) -> None:
+            self.server_loop = asyncio.get_running_loop()
             self.active += 1
             try:
                 await app(scope, receive, send)
@@ -116,6 +121,17 @@ class LiveServer:
         while self.active and time.monotonic() < deadline:
             time.sleep(0.02)
 
+    def drop_sockets(self) -> int:
+        """Cut every open WebSocket's TCP connection, as a network drop or a restart would."""
+        loop = self.server_loop
+        assert loop is not None, "nothing has connected yet"
+        dropped = [
+            c for c in list(self.server.server_state.connections) if "WebSocket" in type(c).__name__
+        ]
+        for connection in dropped:
+            loop.call_soon_threadsafe(connection.transport.abort)
+        return len(dropped)
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
@@ -126,6 +142,11 @@ def _live_server() -> Iterator[LiveServer]:
     server = LiveServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def asgi_server(_live_server: LiveServer, live_url: str) -> LiveServer:
+    return _live_server
 
 
 @pytest.fixture

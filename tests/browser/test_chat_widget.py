@@ -153,3 +153,78 @@ def test_usable_at_phone_width(
     page.keyboard.press("Escape")
     expect(page.locator("#cw-panel")).to_be_hidden()
     expect(page.get_by_role("button", name="Chat", exact=True)).to_be_focused()
+
+
+def test_typing_indicator_then_reconnect_after_the_connection_drops(
+    page: Any, live_url: str, asgi_server: Any, alice: User, openai_for_alice: FakeOpenAI
+) -> None:
+    words = [f"slow{i} " for i in range(100)]
+    openai_for_alice.reply("".join(words), chunks=words, delay=0.1, first_byte_delay=0.8)
+    openai_for_alice.reply("Back again.")  # for the retry
+    sign_in(page, live_url, "alice")
+    open_widget(page)
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("Wait for it")
+    box.press("Enter")
+    expect(page.locator(".msg-assistant .typing")).to_be_visible()
+    reply = page.locator(".msg-assistant .msg-body").last
+    expect(reply).to_contain_text("slow1")
+    expect(page.locator(".typing")).to_have_count(0)
+
+    assert asgi_server.drop_sockets() == 1
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("connection dropped")
+    expect(page.locator("#cw-conn")).to_contain_text("Offline")
+    expect(page.locator("#cw-conn")).to_have_text("Connected", timeout=8000)
+    assert openai_for_alice.wait_closed(2)
+    row = Message.objects.get(role="assistant")
+    assert row.status == "stopped"
+    assert row.content.startswith("slow0 slow1")
+
+    alert.get_by_role("button", name="Retry").click()
+    expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Back again.")
+
+
+def test_conversations_page_open_continue_and_delete(
+    page: Any, live_url: str, alice: User, artifacts: Path
+) -> None:
+    from decimal import Decimal
+
+    from llm.models import Conversation
+
+    convo = Conversation.objects.create(user=alice, title="Sourdough schedule")
+    Message.objects.create(conversation=convo, role="user", content="When do I feed the starter?")
+    Message.objects.create(
+        conversation=convo,
+        role="assistant",
+        content="Feed it **twice a day**:\n\n1. 8:00\n2. 20:00\n\n"
+        "```\n50 g flour + 50 g water\n```",
+        model="gpt-4o",
+        input_tokens=15,
+        output_tokens=30,
+        cost=Decimal("0.000338"),
+        latency_ms=2300,
+    )
+    Conversation.objects.create(user=alice, title="Empty one")
+    sign_in(page, live_url, "alice")
+    page.get_by_role("link", name="Conversations", exact=True).click()
+    expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+    expect(page.get_by_role("row", name="Sourdough schedule")).to_contain_text("2")
+    page.screenshot(path=str(artifacts / "conversations-list.png"))
+
+    page.get_by_role("link", name="Sourdough schedule", exact=True).click()
+    expect(page.get_by_role("heading", name="Sourdough schedule")).to_be_visible()
+    expect(page.locator(".thread strong")).to_have_text("twice a day")
+    expect(page.locator(".thread").get_by_role("button", name="Copy code")).to_be_visible()
+    page.screenshot(path=str(artifacts / "conversation-page.png"))
+
+    page.get_by_role("button", name="Continue in chat").click()
+    expect(page.locator("#cw-title")).to_have_text("Sourdough schedule")
+    expect(page.locator("#cw-log strong")).to_have_text("twice a day")
+    page.keyboard.press("Escape")
+
+    page.goto(f"{live_url}/conversations/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("link", name="Delete “Empty one”").click()
+    expect(page.get_by_role("row", name="Empty one")).to_have_count(0)
+    assert list(Conversation.objects.values_list("title", flat=True)) == ["Sourdough schedule"]
