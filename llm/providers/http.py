@@ -7,8 +7,9 @@
 - `request_json()`: one HTTP request whose answer is a JSON document.
 - `with_retries()` / `call_with_retries()`: retry 429, 5xx, 529 and connection failures,
   only before the first token, honouring Retry-After, within ProviderOptions' budget.
-- `check_url()`: the outbound URL guard, for forms when a base URL is saved; the same
-  rules are enforced again on the address each socket actually connects to.
+- `check_url()`: the outbound URL guard (guard.py), for forms when a base URL is saved;
+  every socket the session opens is checked again on the address it connects to.
+- `SSEParser` (sse.py) turns the bytes of a stream into events.
 
 Every failure leaves as a `ProviderError` whose message is safe to show: no key, no
 query string, at most a short summary of what the provider said.
@@ -17,13 +18,10 @@ query string, at most a short summary of what the provider said.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import ipaddress
 import json
 import random
 import re
-import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -48,8 +46,14 @@ from llm.providers.base import (
     Unavailable,
 )
 
+# The guard and the parser live in their own modules; callers may reach them from here.
+from llm.providers.guard import GuardRefusal as GuardRefusal
+from llm.providers.guard import check_url as check_url
+from llm.providers.guard import guarded_socket
+from llm.providers.sse import SSEEvent as SSEEvent
+from llm.providers.sse import SSEParser
+
 T = TypeVar("T")
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 USER_AGENT = "Coppertone/0.1 (+aiohttp)"
 MAX_ERROR_BODY = 64 * 1024
@@ -63,105 +67,6 @@ class ProtocolError(ProviderError):
 
 class ConnectTimedOut(TimedOut):
     """No connection within the connect timeout: worth retrying, unlike a silent model."""
-
-
-# --- the outbound URL guard -------------------------------------------------------
-
-# Cloud metadata services answer on these names and addresses with credentials for the
-# machine itself, so they are never reachable, whatever the operator allows.
-METADATA_HOSTS = frozenset(
-    {
-        "metadata.google.internal",
-        "metadata.goog",
-        "metadata",
-        "instance-data",
-        "instance-data.ec2.internal",
-    }
-)
-NEVER = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "169.254.0.0/16",  # link-local, AWS/GCP/Azure/OpenStack metadata
-        "fe80::/10",  # IPv6 link-local
-        "fd00:ec2::254/128",  # AWS metadata over IPv6
-        "100.100.100.200/32",  # Alibaba Cloud metadata
-        "224.0.0.0/4",  # multicast
-        "ff00::/8",
-        "255.255.255.255/32",
-    )
-)
-
-
-class GuardRefusal(OSError):
-    """Raised from the socket factory; one constant text so aiohttp passes it through."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("refused by the outbound address guard")
-        self.reason = reason
-
-
-def _refusal(ip: IPAddress, allow_private: bool) -> str | None:
-    """Why Coppertone will not connect to `ip`, or None if it may."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if any(ip in net for net in NEVER if net.version == ip.version):
-        return "it is a link-local or cloud metadata address, which is never allowed"
-    if not ip.is_global and not allow_private:
-        return (
-            "it is a private or loopback address, and this server does not allow those "
-            "(the operator can turn on LLM_ALLOW_PRIVATE_HOSTS)"
-        )
-    return None
-
-
-def _ip(text: str) -> IPAddress | None:
-    with contextlib.suppress(ValueError):
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    return None
-
-
-def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse a base URL Coppertone must not fetch. Raises Refused with the reason.
-
-    Only the text is checked here (no DNS lookup, so a form can call it); every
-    connection is checked again on the address it actually reaches.
-    """
-    try:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").rstrip(".").lower()
-        _ = parts.port  # raises ValueError on a port that is not a number
-    except ValueError:
-        raise Refused("The base URL is not a valid URL.") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise Refused("The base URL must start with http:// or https://.")
-    if not host:
-        raise Refused("The base URL has no host name.")
-    if parts.username is not None or parts.password is not None:
-        raise Refused("Put the key in the API key field, not in the base URL.")
-    if host in METADATA_HOSTS:
-        raise Refused(f"Coppertone will not connect to {host}: it is a cloud metadata service.")
-    ip = _ip(host)
-    if ip is not None:
-        reason = _refusal(ip, allow_private)
-        if reason:
-            raise Refused(f"Coppertone will not connect to {host}: {reason}.")
-    elif (host == "localhost" or host.endswith(".localhost")) and not allow_private:
-        raise Refused(f"Coppertone will not connect to {host}: {_refusal(_LOOPBACK, False)}.")
-
-
-_LOOPBACK = ipaddress.ip_address("127.0.0.1")
-
-
-def _guarded_socket(allow_private: bool) -> Callable[[Any], socket.socket]:
-    def factory(addr_info: Any) -> socket.socket:
-        family, type_, proto, _, sockaddr = addr_info
-        ip = _ip(str(sockaddr[0]))
-        reason = "it is not an IP address" if ip is None else _refusal(ip, allow_private)
-        if reason:
-            raise GuardRefusal(reason)
-        return socket.socket(family=family, type=type_, proto=proto)
-
-    return factory
 
 
 # --- one pooled session per event loop ---------------------------------------------
@@ -195,7 +100,7 @@ async def client(allow_private: bool) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=0,  # streams are long; the operator's workers bound concurrency, not us
         ttl_dns_cache=10,
-        socket_factory=_guarded_socket(allow_private),
+        socket_factory=guarded_socket(allow_private),
     )
     session = aiohttp.ClientSession(
         connector=connector,
@@ -208,75 +113,6 @@ async def client(allow_private: bool) -> aiohttp.ClientSession:
     _keepers[key] = keeper
     await keeper.__anext__()
     return session
-
-
-# --- server-sent events ------------------------------------------------------------
-
-
-_LINE_END = re.compile(r"\r\n|\r|\n")
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    event: str
-    data: str
-
-
-class SSEParser:
-    """Bytes in, events out, following the WHATWG event-stream rules.
-
-    Bytes may be cut anywhere: inside a UTF-8 character, inside a line, between `\\r`
-    and `\\n`. Comments (`: keep-alive`) and fields other than event/data are ignored.
-    """
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
-        self._skip_lf = False  # the last read ended in \r: a leading \n belongs to it
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        text = self._decoder.decode(chunk)
-        if not text:
-            return []
-        if self._skip_lf:
-            self._skip_lf = False
-            text = text[1:] if text[0] == "\n" else text
-        self._skip_lf = text.endswith("\r")
-        lines = _LINE_END.split(self._buffer + text)
-        self._buffer = lines.pop()
-        events: list[SSEEvent] = []
-        for line in lines:
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-        return events
-
-    def close(self) -> list[SSEEvent]:
-        """At the end of the body: an unterminated last event still counts."""
-        tail = self._buffer + self._decoder.decode(b"", final=True)
-        self._buffer = ""
-        return [e for e in (self._line(tail), self._line("")) if e]
-
-    def _line(self, line: str) -> SSEEvent | None:
-        if not line:
-            if not self._data:
-                self._event = ""
-                return None
-            event = SSEEvent(self._event or "message", "\n".join(self._data))
-            self._event, self._data = "", []
-            return event
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        return None
 
 
 # --- errors ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from email.utils import formatdate
 import aiohttp
 import pytest
 
-from llm.providers import http, registry
+from llm.providers import guard, http, registry
 from llm.providers.base import (
     AuthFailed,
     ChatMessage,
@@ -24,7 +24,8 @@ from llm.providers.base import (
     Refused,
     Unavailable,
 )
-from llm.providers.http import SSEEvent, SSEParser, check_url
+from llm.providers.guard import check_url
+from llm.providers.sse import SSEEvent, SSEParser
 from tests.fakes.openai_server import FakeOpenAI
 from tests.providers.conftest import FAST, collect
 
@@ -179,7 +180,7 @@ async def test_the_session_itself_refuses_localhost(fake_openai: FakeOpenAI) -> 
     session = await http.client(allow_private=False)
     with pytest.raises(aiohttp.ClientConnectorError) as caught:
         await session.get(f"http://localhost:{fake_openai.port}/v1/models")
-    assert isinstance(caught.value.os_error, http.GuardRefusal)
+    assert isinstance(caught.value.os_error, guard.GuardRefusal)
     assert fake_openai.requests == []
 
 
