@@ -353,3 +353,50 @@ async def test_progress_is_written_while_streaming(alice: User, fake_openai: Fak
 
     finished: Any = [e async for e in iterator][-1]
     assert finished.content == "ab" * 30
+
+
+async def test_a_second_cancel_does_not_lose_the_partial_reply(
+    alice: User, fake_openai: FakeOpenAI
+) -> None:
+    await setup(alice, fake_openai)
+    fake_openai.reply(chunks=[f"w{i} " for i in range(100)], delay=0.05)
+    turn = run_turn(alice, "Count", provider="openai")
+    two = asyncio.Event()
+
+    async def relay() -> None:
+        async with aclosing(turn):
+            async for event in turn:
+                if isinstance(event, TextDelta) and event.text == "w1 ":
+                    two.set()
+
+    task = asyncio.create_task(relay())
+    await asyncio.wait_for(two.wait(), 5)
+    task.cancel()  # Stop...
+    await asyncio.sleep(0)
+    task.cancel()  # ...and the socket closes while the partial reply is being stored
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert turn.result is not None and turn.result.status == "stopped"
+    reply = (await messages(turn.result.conversation_id))[-1]
+    assert reply.status == "stopped" and reply.content.startswith("w0 w1 ")
+
+
+async def test_a_key_that_no_longer_decrypts_asks_for_it_again(
+    alice: User, bob: User, fake_openai: FakeOpenAI
+) -> None:
+    @sync_to_async
+    def copy_bobs_key_to_alice() -> None:
+        mine = configure(alice, fake_openai)
+        theirs = configure(bob, fake_openai)
+        # Ciphertext is bound to its row: bob's sealed key fails to open as alice's.
+        mine.encrypted_key, mine.key_id = theirs.encrypted_key, theirs.key_id
+        mine.save()
+
+    await copy_bobs_key_to_alice()
+    *_, finished = await collect(run_turn(alice, "Hi", provider="openai"))
+
+    assert finished.status == "error" and finished.error["code"] == "not_configured"
+    assert "enter it again in Settings" in finished.error["message"]
+    assert fake_openai.api_key not in finished.error["message"]
+    assert fake_openai.chat_requests == []
