@@ -12,7 +12,7 @@ Fixtures (any test under tests/browser/ may use them; every test here is marked 
     page            function scope (uses live_url): a fresh context (1280x800, its own
                     cookies) and page; closed after the test, which then waits until the
                     server has handled every request and socket of it. Playwright's
-                    default timeout is 10 s; `expect` waits 5 s.
+                    default timeout is 10 s, and `expect` waits 10 s too.
     phone_page      the same at 375x740 (an iPhone-sized viewport).
     artifacts       Path of test-artifacts/ (gitignored) for screenshots.
     asgi_server     the LiveServer behind live_url: `.drop_sockets()` cuts every open
@@ -159,7 +159,10 @@ def live_url(_live_server: LiveServer, transactional_db: None) -> Iterator[str]:
 def browser(django_db_setup: None) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (make browser installs it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # The machine may be busy (CI, parallel runs): waiting is cheap, flaking is not.
+    expect.set_options(timeout=10_000)
 
     before = os.environ.get(ASYNC_UNSAFE)
     os.environ[ASYNC_UNSAFE] = "true"
