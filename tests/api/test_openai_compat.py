@@ -138,3 +138,27 @@ def test_error_mid_stream_raises_in_the_sdk(sdk: openai.OpenAI, fake_openai: Fak
             received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "abcd"
     assert Message.objects.get(role="assistant").status == "error"
+
+
+def test_closing_a_stream_stops_the_turn_and_keeps_the_text(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply(chunks=[f"w{i} " for i in range(200)], delay=0.05)
+    stream = sdk.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Count"}], stream=True
+    )
+    received = ""
+    for chunk in stream:
+        received += chunk.choices[0].delta.content or ""
+        if received.count(" ") >= 3:
+            break
+    stream.close()  # the client goes away mid-reply
+
+    assert fake_openai.wait_closed(3.0), "the upstream request was not closed"
+    deadline = time.monotonic() + 3
+    reply = Message.objects.get(role="assistant")
+    while reply.status == "streaming" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        reply.refresh_from_db()
+    assert reply.status == "stopped"
+    assert reply.content.startswith(received) and len(reply.content) < len("w000 ") * 200
