@@ -85,10 +85,12 @@ class AnthropicProvider(Provider):
         input_tokens = output_tokens = 0
         seen_usage = stopped = False
         finish = ""
-        events = http.stream_events(target, "POST", url, headers=headers, body=body)
+        events = http.stream_events(
+            target, "POST", url, headers=headers, body=body, is_final=_is_stop
+        )
         async with contextlib.aclosing(events):
             async for event in events:
-                if stopped or event.event == "ping":
+                if event.event == "ping":
                     continue
                 data = http.parse_json(target, event.data)
                 if not isinstance(data, dict):
@@ -147,3 +149,7 @@ def _input_tokens(usage: dict[str, Any]) -> int:
         int(usage.get(name) or 0)
         for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
+
+
+def _is_stop(event: http.SSEEvent) -> bool:
+    return event.event == "message_stop"

@@ -84,7 +84,9 @@ class GeminiProvider(Provider):
         body = self._body(request)
         finish = ""
         usage: Usage | None = None
-        events = http.stream_events(target, "POST", url, headers=headers, body=body)
+        events = http.stream_events(
+            target, "POST", url, headers=headers, body=body, is_final=_is_last
+        )
         async with contextlib.aclosing(events):
             async for event in events:
                 data = http.parse_json(target, event.data)
@@ -141,3 +143,8 @@ class GeminiProvider(Provider):
 
     async def ping(self, creds: Credentials) -> Ping:
         return await http.timed_ping(lambda: self._models(creds))
+
+
+def _is_last(event: http.SSEEvent) -> bool:
+    # The chunk that reports finishReason is the last one, with the final usage.
+    return '"finishReason"' in event.data

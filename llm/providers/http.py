@@ -59,6 +59,8 @@ USER_AGENT = "Coppertone/0.1 (+aiohttp)"
 MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024
 SUMMARY_CHARS = 160
+# How long to wait for the end of the body after a stream's final event.
+DRAIN_SECONDS = 1.0
 
 
 class ProtocolError(ProviderError):
@@ -123,7 +125,7 @@ def summarize(text: str, secret: str = "") -> str:
     if secret:
         text = text.replace(secret, "[key]")
     text = re.sub(r"\b(sk|key|AIza)[-_A-Za-z0-9]{12,}", "[key]", text)
-    text = re.sub(r"\?[^\s\"']*", "", text)  # query strings may carry keys
+    text = re.sub(r"(https?://[^\s?\"']*)\?[^\s\"']*", r"\1", text)  # queries may carry keys
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     text = re.sub(r"[<>]", "", re.sub(r"\s+", " ", text)).strip()
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
@@ -361,11 +363,19 @@ def _dropped(target: Target) -> Unavailable:
 
 
 async def stream_events(
-    target: Target, method: str, url: str, *, headers: dict[str, str], body: Any
+    target: Target,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    body: Any,
+    is_final: Callable[[SSEEvent], bool] | None = None,
 ) -> AsyncGenerator[SSEEvent, None]:
     """One streaming request: yield its server-sent events as they arrive.
 
-    Closing the generator closes the connection at once (Stop must reach the provider).
+    After the event `is_final` recognises (OpenAI's [DONE], Anthropic's message_stop)
+    the stream ends, even if the server holds the body open. Closing the generator
+    closes the connection at once (Stop must reach the provider).
     """
     opts = target.options
     started = time.monotonic()
@@ -408,6 +418,9 @@ async def stream_events(
                 break
             for event in parser.feed(chunk):
                 yield event
+                if is_final is not None and is_final(event):
+                    finished = await _drain(response, min(DRAIN_SECONDS, opts.idle_timeout))
+                    return
         for event in parser.close():
             yield event
         finished = True
@@ -416,6 +429,17 @@ async def stream_events(
             response.release()
         else:
             response.close()
+
+
+async def _drain(response: aiohttp.ClientResponse, wait: float) -> bool:
+    """Read what follows the final event, so the connection can go back to the pool."""
+    try:
+        async with asyncio.timeout(wait):
+            while await response.content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError):
+        return False  # the caller closes the connection instead
+    return True
 
 
 async def _not_a_stream(

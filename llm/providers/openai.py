@@ -120,12 +120,12 @@ class OpenAIProvider(Provider):
         finish = ""
         done = False
         usage: Usage | None = None
-        events = http.stream_events(target, "POST", url, headers=headers, body=body)
+        events = http.stream_events(
+            target, "POST", url, headers=headers, body=body, is_final=_is_done
+        )
         async with contextlib.aclosing(events):
             async for event in events:
-                if done:
-                    continue  # read on to the end, so the connection goes back to the pool
-                if event.data.strip() == "[DONE]":
+                if _is_done(event):
                     done = True
                     continue
                 data = http.parse_json(target, event.data)
@@ -169,3 +169,7 @@ class OpenAIProvider(Provider):
 
     async def ping(self, creds: Credentials) -> Ping:
         return await http.timed_ping(lambda: self._models(creds))
+
+
+def _is_done(event: http.SSEEvent) -> bool:
+    return event.data.strip() == "[DONE]"

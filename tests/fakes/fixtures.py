@@ -32,7 +32,8 @@ The handle:
         queue a misbehaving stream: "silence" (half the reply, then nothing),
         "drop" (half the reply, then the connection closes), "early_end" (the whole
         text but no final event), "error_midstream" (half, then the provider's
-        in-stream error event), "malformed_json", "html_200" (an HTML page, status 200),
+        in-stream error event), "hold_open" (the whole reply, then the connection
+        stays open), "malformed_json", "html_200" (an HTML page, status 200),
         "split_utf8" (a multi-byte character split across writes), "split_event" (every
         SSE event split across writes), "crlf" (\\r\\n line endings), "keepalive"
         (`: keep-alive` comments between events).

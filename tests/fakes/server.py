@@ -22,7 +22,7 @@ from aiohttp import web
 
 from llm.providers.base import Credentials
 
-End = Literal["done", "early", "silence", "drop", "error"]
+End = Literal["done", "early", "silence", "drop", "error", "hold"]
 Split = Literal["", "utf8", "event"]
 
 # Long enough for any test to give up first; short enough that a forgotten stream ends.
@@ -103,6 +103,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "silence": {"end": "silence"},
     "drop": {"end": "drop"},
     "early_end": {"end": "early"},
+    "hold_open": {"end": "hold"},
     "error_midstream": {"end": "error"},
     "malformed_json": {"malformed": True},
     "html_200": {"html": True},
@@ -344,7 +345,7 @@ class FakeServer:
         if plan.malformed:
             content[0] = frames.malformed
         half = content[: max(1, len(content) // 2)]
-        if plan.end == "done":
+        if plan.end in ("done", "hold"):
             sequence, tail = content, frames.tail
         elif plan.end == "early":
             sequence, tail = frames.early_content or content, frames.tail_early
@@ -364,7 +365,7 @@ class FakeServer:
         for frame in tail:
             await self._send(response, plan, frame)
 
-        if plan.end == "silence":
+        if plan.end in ("silence", "hold"):
             await asyncio.sleep(SILENCE_SECONDS)
         elif plan.end == "drop":
             # Close the socket without the final empty chunk: the client sees the

@@ -172,6 +172,17 @@ async def test_early_end_is_an_error_that_keeps_the_text(
     assert "ended the reply early; what arrived is kept" in out.error.message
 
 
+async def test_a_stream_held_open_after_its_end_still_finishes(
+    fake: FakeServer, kind: str, creds: Credentials, model: str
+) -> None:
+    fake.scenario("hold_open", "all of it arrived")
+    out = await collect(registry.create(kind, TIGHT).stream(ask(model), creds))
+    assert out.error is None
+    assert out.text == "all of it arrived"
+    assert out.done is not None
+    assert await fake.closed(2)  # and the connection was let go
+
+
 async def test_error_event_mid_stream_keeps_the_text(
     fake: FakeServer, kind: str, creds: Credentials, model: str
 ) -> None:

@@ -330,6 +330,11 @@ def test_summary_is_short_single_line_and_keyless() -> None:
     assert len(said) <= http.SUMMARY_CHARS
 
 
+def test_summary_keeps_plain_question_marks() -> None:
+    said = http.summarize("Did you mean gpt-4o? See https://docs.example/x?key=abc for more.")
+    assert said == "Did you mean gpt-4o? See https://docs.example/x for more."
+
+
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
