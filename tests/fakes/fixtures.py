@@ -42,7 +42,9 @@ The handle:
 
     Queued answers are used in order and the last one repeats, so
     `fake.fail(429, retry_after=0).reply("ok")` is one 429 and then "ok" every time, and
-    `fake.fail(500)` alone fails every request. With nothing queued: the default reply.
+    `fake.fail(500)` alone fails every request. Once that repeating last answer has
+    served a request, whatever is queued next replaces it (reply("a"), a request,
+    reply("b"): the next request gets "b"). With nothing queued: the default reply.
 
     fake.requests        every request received: Recorded(method, path, query: dict,
                          headers: dict with lower-case names, json, url=path+query).

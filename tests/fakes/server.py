@@ -40,6 +40,7 @@ class Recorded:
     headers: dict[str, str]  # lower-case names
     json: Any
     url: str  # path and query string, exactly as sent
+    peer_port: int = 0  # the client's port: the same port twice means a reused connection
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class FakeServer:
     def reset(self) -> None:
         with self._lock:
             self._plans: list[Plan] = []
+            self._last_used = False  # the repeating last answer has served a request
             self.requests: list[Recorded] = []
             self.models: list[str] = list(self.default_models)
             self.require_key = True
@@ -277,6 +279,7 @@ class FakeServer:
             headers={k.lower(): v for k, v in request.headers.items()},
             json=body,
             url=request.path_qs,
+            peer_port=_peer_port(request),
         )
         with self._lock:
             self.requests.append(recorded)
@@ -290,10 +293,16 @@ class FakeServer:
                 return Plan()
             if len(self._plans) > 1:
                 return self._plans.pop(0)
+            self._last_used = True
             return self._plans[0]
 
     def _queue(self, plan: Plan) -> Self:
         with self._lock:
+            # Once the repeating answer has been used, what is queued next replaces it:
+            # reply("a"), a request, reply("b") answers the next request with "b".
+            if self._last_used:
+                self._plans.clear()
+                self._last_used = False
             self._plans.append(plan)
         return self
 
@@ -404,3 +413,8 @@ def quiet_server_logs() -> None:
     """A dropped connection is the point of some scenarios, not news."""
     for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _peer_port(request: web.Request) -> int:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if peer else 0

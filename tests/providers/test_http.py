@@ -247,6 +247,29 @@ def test_one_session_per_loop_closed_with_its_loop() -> None:
     assert second is not first
 
 
+async def test_finished_streams_reuse_one_connection(fake_openai: FakeOpenAI) -> None:
+    adapter = registry.create("openai", FAST)
+    for text in ("first", "second", "third"):
+        fake_openai.reply(text)
+        out = await collect(adapter.stream(ask(), fake_openai.credentials()))
+        assert out.text == text
+    ports = {r.peer_port for r in fake_openai.chat_requests}
+    assert len(ports) == 1  # one pooled connection, no new handshake per reply
+
+
+async def test_a_stopped_stream_does_not_return_its_connection(fake_openai: FakeOpenAI) -> None:
+    adapter = registry.create("openai", FAST)
+    fake_openai.reply(chunks=["word "] * 100, delay=0.05)
+    events = adapter.stream(ask(), fake_openai.credentials())
+    await anext(aiter(events))
+    await events.aclose()  # type: ignore[attr-defined]
+    fake_openai.reply("next")
+    out = await collect(adapter.stream(ask(), fake_openai.credentials()))
+    assert out.text == "next"
+    first, second = (r.peer_port for r in fake_openai.chat_requests)
+    assert first != second  # the half-read connection was closed, not reused
+
+
 async def test_the_guard_policy_gets_its_own_session() -> None:
     assert await http.client(True) is not await http.client(False)
 
