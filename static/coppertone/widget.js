@@ -449,7 +449,7 @@
   }
 
   function notice(error, retry) {
-    var p = el("p", "msg-error");
+    var p = el("p", "msg-notice");
     p.setAttribute("role", "alert");
     var words = error.message || "Something went wrong.";
     if (error.retry_after) words += " (try again in " + Math.ceil(error.retry_after) + " s)";
@@ -466,7 +466,7 @@
   log.addEventListener("click", function (e) {
     var button = e.target.closest("[data-cw-retry]");
     if (!button || state.reply) return;
-    var p = button.closest(".msg-error");
+    var p = button.closest(".msg-notice");
     var retry = p._retry;
     if (!retry) {
       var userLi = p.closest(".msg").previousElementSibling;

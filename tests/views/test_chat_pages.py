@@ -159,3 +159,20 @@ def test_picker_lists_my_configured_providers(alice: User, bob: User, alice_clie
     )
     assert 'value="local"' in body
     assert 'value="anthropic"' not in body
+
+
+def test_failed_reply_shows_why_and_offers_retry_in_the_widget(
+    alice: User, alice_client: Client
+) -> None:
+    convo = _conversation(alice)
+    Message.objects.filter(conversation=convo, role="assistant").update(
+        status="error",
+        error_code="provider_auth",
+        error_message="OpenAI rejected the API key: check it in Settings.",
+    )
+    page = alice_client.get(f"/conversations/{convo.pk}/").content.decode()
+    assert "OpenAI rejected the API key" in page
+    assert ">Failed<" in page
+    assert "data-cw-retry" not in page
+    widget = alice_client.get(f"/conversations/{convo.pk}/", headers=htmx("cw-log")).content
+    assert b"data-cw-retry" in widget
