@@ -186,7 +186,7 @@ CONTEXT_WORDS = re.compile(
 
 
 def error_for_status(
-    label: str, status: int, headers: Any, raw: bytes, *, secret: str = ""
+    label: str, status: int, headers: Any, raw: bytes, *, secret: str = "", hint: str = ""
 ) -> ProviderError:
     """The ProviderError for an HTTP error answer, in words a person can act on."""
     text = raw.decode("utf-8", "replace")
@@ -208,6 +208,12 @@ def error_for_status(
                 "permissions in Settings → LLM."
             )
         return AuthFailed(f"{label} rejected the API key: check it in Settings → LLM.")
+    if kind == "insufficient_quota":
+        # A 429 about billing: waiting does not help, so it is neither retried nor timed.
+        return BadRequest(
+            f"{label} says this account has run out of credit or quota: check its plan and "
+            "billing with the provider."
+        )
     if status == 429:
         when = f"in {round(wait)} s" if wait is not None else "in a moment"
         return RateLimited(
@@ -222,7 +228,7 @@ def error_for_status(
     if status == 404:
         return BadRequest(
             f"{label} answered 404 Not Found{detail}: check the model name and the base URL "
-            "in Settings → LLM."
+            f"in Settings → LLM.{hint}"
         )
     if 300 <= status < 400:
         return ProtocolError(
@@ -293,6 +299,7 @@ class Target:
     label: str
     options: ProviderOptions
     secret: str = ""  # the key, so that an upstream echo of it is removed from messages
+    not_found_hint: str = ""  # appended to a 404's message: what the adapter suspects
 
 
 def _host(url: str) -> str:
@@ -351,7 +358,12 @@ async def _read_error(target: Target, response: aiohttp.ClientResponse) -> Provi
     except (TimeoutError, aiohttp.ClientError):
         raw = b""
     return error_for_status(
-        target.label, response.status, response.headers, raw, secret=target.secret
+        target.label,
+        response.status,
+        response.headers,
+        raw,
+        secret=target.secret,
+        hint=target.not_found_hint,
     )
 
 

@@ -13,6 +13,7 @@ empty `choices` and the usage; `data: [DONE]` ends it.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -38,6 +39,8 @@ AZURE_API_VERSION = "2024-10-21"
 # OpenAI's own hosts take max_completion_tokens (its reasoning models refuse max_tokens);
 # the compatible servers know max_tokens.
 OPENAI_HOSTS = ("openai.com", "openai.azure.com")
+# A base URL whose path ends in an API version (/v1, /v1beta, /api/v3).
+VERSIONED = re.compile(r"/v\d+[a-z0-9]*$")
 
 
 class OpenAIProvider(Provider):
@@ -51,7 +54,11 @@ class OpenAIProvider(Provider):
     # --- how to reach the server -----------------------------------------------------
 
     def _target(self, creds: Credentials) -> http.Target:
-        return http.Target(self.spec.label, self.options, secret=creds.api_key)
+        hint = ""
+        base = (creds.base_url or self.spec.default_base_url).rstrip("/")
+        if not self.azure and not VERSIONED.search(base):
+            hint = " OpenAI-compatible base URLs usually end in /v1."
+        return http.Target(self.spec.label, self.options, secret=creds.api_key, not_found_hint=hint)
 
     def _base(self, creds: Credentials) -> str:
         base = (creds.base_url or self.spec.default_base_url).strip().rstrip("/")

@@ -186,6 +186,30 @@ async def test_an_error_body_with_status_200(fake_openai: FakeOpenAI) -> None:
     assert "model 'llama9' not found" in out.error.message
 
 
+async def test_a_base_url_without_v1_gets_a_hint_on_404(fake_openai: FakeOpenAI) -> None:
+    fake_openai.require_key = False
+    c = creds(fake_openai, api_key="", base_url=fake_openai.origin)  # "/v1" forgotten
+    out = await collect(provider("ollama").stream(ask(), c))
+    assert isinstance(out.error, BadRequest)
+    assert "usually end in /v1" in out.error.message
+
+
+async def test_out_of_quota_is_not_retried_and_says_billing(fake_openai: FakeOpenAI) -> None:
+    body = {
+        "error": {
+            "message": "You exceeded your current quota, please check your plan.",
+            "type": "insufficient_quota",
+            "param": None,
+            "code": "insufficient_quota",
+        }
+    }
+    fake_openai.fail(429, body=body)
+    out = await collect(provider().stream(ask(), creds(fake_openai)))
+    assert isinstance(out.error, BadRequest)
+    assert "billing" in out.error.message
+    assert len(fake_openai.chat_requests) == 1
+
+
 async def test_ping_an_html_page(fake_openai: FakeOpenAI) -> None:
     ping = await provider().ping(creds(fake_openai, base_url=fake_openai.origin + "/nowhere"))
     assert not ping.ok
