@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import uuid
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -211,21 +211,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     elif isinstance(event, TurnFinished):
                         await send(finished_frame(event))
         except TurnError as exc:
-            await send(json.dumps({"type": "error", "message_id": None, "error": exc.as_dict()}))
+            await self._send_last(
+                json.dumps({"type": "error", "message_id": None, "error": exc.as_dict()})
+            )
         except asyncio.CancelledError:
             # Stop: the engine stored the partial reply and set turn.result; tell the
             # person. On disconnect there is nobody left to tell.
             if not self.stopping:
                 raise
             if turn.result is not None:
-                await send(finished_frame(turn.result))
+                await self._send_last(finished_frame(turn.result))
             else:  # stopped before the reply began: nothing was stored to report
-                await send(stopped_early_frame(message_id))
+                await self._send_last(stopped_early_frame(message_id))
+        except OSError:
+            pass  # the socket closed under a send; aclosing stored the reply as stopped
         except Exception:
             log.exception("chat turn failed")
-            await send(
+            await self._send_last(
                 error_frame(
                     "internal",
                     "Something went wrong on our side; your message is kept. Try again.",
                 )
             )
+
+    async def _send_last(self, frame: str) -> None:
+        """A turn's closing frame; the socket may already be gone, which is no error."""
+        with suppress(OSError):
+            await self.send(frame)
