@@ -33,12 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-seconds", type=float, default=0, help="time budget (default 840, smoke 120)"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the first server under the heaviest loads"
+    )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else FULL
     if args.no_litellm:
         plan = replace(plan, litellm=False)
     if args.no_local_model:
         plan = replace(plan, local_model=False)
+    if args.profile:
+        plan = replace(plan, profile=True)
     if args.servers:
         plan = replace(plan, servers=tuple(s.strip() for s in args.servers.split(",")))
     budget = args.max_seconds or (120 if args.smoke else 840)

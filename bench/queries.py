@@ -82,7 +82,7 @@ async def v1_turn(counter: Counter, token: str, tokens: int) -> dict[str, Any] |
         resolve("/v1/chat/completions")
     except Resolver404:
         return None
-    client = AsyncClient(headers={"Authorization": f"Bearer {token}"})
+    client = AsyncClient()
     mark = len(counter.statements)
     response = await client.post(
         "/v1/chat/completions",
@@ -91,6 +91,7 @@ async def v1_turn(counter: Counter, token: str, tokens: int) -> dict[str, Any] |
             "messages": [{"role": "user", "content": "Count my queries, please."}],
         },
         content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
     )
     await asyncio.sleep(0.2)
     counted = counter.since(mark)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import tempfile
 import threading
 import time
@@ -19,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import coppertone, litellm_proxy
+from bench import coppertone, litellm_proxy, profile
 from bench.mock_upstream import reply_text
 from bench.procs import (
     HOST,
@@ -59,17 +60,18 @@ class Plan:
     queries: bool = True
     # A count instead of a time window, where a busy machine must not leave a window empty.
     nonstream_requests: int | None = None
+    profile: bool = False  # py-spy on the first server under the heaviest loads
 
 
 FULL = Plan(
     smoke=False,
     warmup=1.0,
-    duration=5.0,
+    duration=4.0,
     concurrencies=(1, 10, 50),
-    ttft_requests=100,
+    ttft_requests=60,
     saturation_concurrency=16,
     saturation_tokens=2000,
-    saturation_seconds=6.0,
+    saturation_seconds=5.0,
     paced_streams=150,
     paced_tokens=300,
     paced_delay_ms=10.0,
@@ -202,11 +204,22 @@ class Run:
 
     # --- measurements -------------------------------------------------------------
 
-    def charged(self, side: Side, spec: dict[str, Any]) -> dict[str, Any]:
+    def charged(self, side: Side, spec: dict[str, Any], profile_as: str = "") -> dict[str, Any]:
         """Run the load generator and charge the server's CPU time to the requests."""
+        spy = None
+        if profile_as and self.plan.profile and side.name == self.plan.servers[0]:
+            raw = self.out.parent / f"profile-{side.name}-{profile_as}.txt"
+            seconds = float(spec.get("warmup", 0)) + float(spec.get("duration") or 5)
+            spy = profile.start(side.pid, raw, seconds)
+            if spy is None:
+                self.problem("profile", "py-spy is not installed (pip install py-spy)")
         cpu0 = cpu_seconds(side.pid)
         result = loadgen(spec)
         spent = cpu_seconds(side.pid) - cpu0
+        if spy is not None:
+            spy.wait(60)
+            if raw.exists():
+                result["profile"] = {"file": str(raw), **profile.summarize(raw)}
         result["server_cpu_s"] = spent
         if result.get("all_done"):
             result["server_cpu_ms_per_request"] = spent * 1000 / result["all_done"]
@@ -233,6 +246,9 @@ class Run:
                 "timeout": 30,
                 "deadline": plan.warmup + plan.duration + 40,
             },
+            profile_as=f"nonstream_c{concurrency}"
+            if concurrency == max(plan.concurrencies)
+            else "",
         )
         lat = result.get("latency_ms", {})
         self.say(
@@ -295,6 +311,7 @@ class Run:
                 "timeout": 60,
                 "deadline": plan.warmup + plan.saturation_seconds + 60,
             },
+            profile_as="ws_saturation" if ws else "stream_saturation",
         )
         self.say(
             f"  {side.name:<8} {'WebSocket' if ws else '/v1 stream'} saturation "
@@ -358,6 +375,7 @@ class Run:
         result = {
             **final,
             "requested": n,
+            "held": ready["open"] - warm["open"],
             "warm_open": warm["open"],
             "open": ready["open"],
             "rss_before_kib": before,
@@ -372,6 +390,10 @@ class Run:
         return result
 
     def measure_side(self, side: Side, hub: bool) -> None:
+        try:
+            self.warm(side)
+        except BenchError as exc:
+            self.problem(f"{side.name} warm-up", exc)
         for c in self.plan.concurrencies:
             self.step(side.name, f"nonstream_c{c}", partial(self.nonstream, side, c))
         self.step(side.name, "stream_ttft", lambda: self.first_token(side, ws=False))
@@ -404,36 +426,44 @@ class Run:
             mock_url = f"http://{HOST}:{mock_port}/v1"
             wait_http(mock, f"{mock_url}/models", 20)
             self.say(f"mock upstream on {mock_url} (pid {mock.pid})")
-
-            env = coppertone.environment(work, plan.smoke)
-            self.results["database"] = coppertone.database_label(plan.smoke)
-            # Migrating takes seconds: it overlaps a phase that measures nothing (LiteLLM's
-            # start-up), or, in a smoke run whose figures do not matter, the direct phase.
-            preparing = Background(partial(coppertone.prepare, env, mock_url))
-            if plan.smoke:
-                preparing.start()
-
-            direct = Side("direct", mock_url, "", {}, mock.pid)
-            self.say("direct to the mock:")
-            self.measure_side(direct, hub=False)
-
-            if plan.litellm and self.time_left() > 120:
-                self.litellm(procs, work, mock_url, preparing)
-            preparing.start()
-            self.say(f"Coppertone: migrating a fresh database ({self.results['database']})...")
-            seeded = preparing.result(600)
-            for server in plan.servers:
-                if self.time_left() < 60:
-                    self.problem(server, "skipped: the run's time budget is spent")
-                    continue
-                self.hub(procs, env, server, seeded)
-                if server == plan.servers[0] and plan.queries:
-                    self.step("queries", "per_turn", lambda: self.queries(env, seeded))
-            self.results["pids"] = procs.started
+            try:
+                self.sides(procs, work, mock_url, mock.pid)
+            finally:
+                self.results["pids"] = procs.started
+                procs.stop_all()
+                keep_logs(work, self.out.parent / "logs")
         if plan.local_model and self.time_left() > 60:
             self.step("local", "model", self.local_model)
         self.results["seconds"] = round(time.monotonic() - self.started, 1)
         return self.results
+
+    def sides(self, procs: Processes, work: Path, mock_url: str, mock_pid: int) -> None:
+        """Direct to the mock, LiteLLM, then Coppertone under each ASGI server."""
+        plan = self.plan
+        env = coppertone.environment(work, plan.smoke)
+        self.results["database"] = coppertone.database_label(plan.smoke)
+        # Migrating takes seconds: it overlaps a phase that measures nothing (LiteLLM's
+        # start-up), or, in a smoke run whose figures do not matter, the direct phase.
+        preparing = Background(partial(coppertone.prepare, env, mock_url))
+        if plan.smoke:
+            preparing.start()
+
+        direct = Side("direct", mock_url, "", {}, mock_pid)
+        self.say("direct to the mock:")
+        self.measure_side(direct, hub=False)
+
+        if plan.litellm and self.time_left() > 120:
+            self.litellm(procs, work, mock_url, preparing)
+        preparing.start()
+        self.say(f"Coppertone: migrating a fresh database ({self.results['database']})...")
+        seeded = preparing.result(600)
+        for server in plan.servers:
+            if self.time_left() < 60:
+                self.problem(server, "skipped: the run's time budget is spent")
+                continue
+            self.hub(procs, env, server, seeded)
+            if server == plan.servers[0] and plan.queries:
+                self.step("queries", "per_turn", lambda: self.queries(env, seeded))
 
     def litellm(self, procs: Processes, work: Path, mock_url: str, preparing: Background) -> None:
         plan = self.plan
@@ -493,7 +523,6 @@ class Run:
                 ws_url=f"ws://{HOST}:{port}/ws/chat/",
                 ws_headers={"Cookie": seeded["cookie"], "Origin": base},
             )
-            self.warm(side)
             self.measure_side(side, hub=True)
         except BenchError as exc:
             self.problem(server, exc)
@@ -534,6 +563,13 @@ class Run:
         code = "import json; from bench.local_model import measure; print(json.dumps(measure()))"
         env = coppertone.environment(Path(tempfile.mkdtemp(prefix="coppertone-local-")), True)
         return run_json([PYTHON, "-c", code], env, 600)
+
+
+def keep_logs(work: Path, logs: Path) -> None:
+    """The servers' logs outlive the temporary directory: a failure can be read later."""
+    logs.mkdir(parents=True, exist_ok=True)
+    for log in work.glob("*.log"):
+        shutil.copyfile(log, logs / log.name)
 
 
 def raise_nofile_limit() -> None:
