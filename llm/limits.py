@@ -13,7 +13,8 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import BaseCache, caches
+from django.core.signals import setting_changed
 from django.db import connection
 from django.db.models import Sum
 
@@ -21,6 +22,30 @@ from accounts.models import User
 from llm.models import DailyUsage
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+_cache: BaseCache | None = None
+
+
+def _shared_cache() -> BaseCache:
+    """One cache client for the process.
+
+    `django.core.cache.cache` is per async context: each worker-thread trip runs in a
+    fresh copy of the request's context, so it would build a new client, and with Redis
+    a new connection pool and TCP connection, for every turn.
+    """
+    global _cache
+    if _cache is None:
+        _cache = caches.create_connection("default")
+    return _cache
+
+
+def _forget_cache(*, setting: str, **kwargs: object) -> None:
+    global _cache
+    if setting == "CACHES":
+        _cache = None
+
+
+setting_changed.connect(_forget_cache, dispatch_uid="llm.limits.forget_cache")
 
 
 class LimitError(Exception):
@@ -57,6 +82,7 @@ def check_rate(user_id: int) -> None:
     now = time.time()
     window = int(now // period)
     key = f"llm:rate:{user_id}:{window}"
+    cache = _shared_cache()
     try:
         count = cache.incr(key)
     except ValueError:  # first turn in this window

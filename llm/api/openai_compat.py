@@ -75,6 +75,8 @@ def openai_view(view: AsyncView) -> AsyncView:
 
     @wraps(view)
     async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # /v1/ runs without middleware (llm/api/asgi.py): check ALLOWED_HOSTS here.
+        request.get_host()
         raw = bearer_token(request)
         user = await _token_user(raw) if raw else None
         if user is None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 import pytest
@@ -162,3 +164,11 @@ def test_closing_a_stream_stops_the_turn_and_keeps_the_text(
         reply.refresh_from_db()
     assert reply.status == "stopped"
     assert reply.content.startswith(received) and len(reply.content) < len("w000 ") * 200
+
+
+def test_v1_refuses_a_host_not_in_allowed_hosts(coppertone_url: str) -> None:
+    # /v1/ skips the middleware stack, so it checks ALLOWED_HOSTS itself.
+    parts = urlsplit(coppertone_url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    connection.request("GET", "/v1/models", headers={"Host": "evil.example"})
+    assert connection.getresponse().status == 400
