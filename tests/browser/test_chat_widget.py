@@ -231,3 +231,32 @@ def test_conversations_page_open_continue_and_delete(
     page.get_by_role("link", name="Delete “Empty one”").click()
     expect(page.get_by_role("row", name="Empty one")).to_have_count(0)
     assert list(Conversation.objects.values_list("title", flat=True)) == ["Sourdough schedule"]
+
+
+def test_keyboard_only(page: Any, live_url: str, alice: User, openai_for_alice: FakeOpenAI) -> None:
+    openai_for_alice.reply("Typed without a mouse.")
+    sign_in(page, live_url, "alice")
+    launcher = page.get_by_role("button", name="Chat", exact=True)
+    launcher.focus()
+    page.keyboard.press("Enter")
+    box = page.get_by_role("textbox", name="Message")
+    expect(box).to_be_focused()
+    page.keyboard.type("Hello")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Typed without a mouse.")
+    expect(box).to_be_focused()
+
+    page.get_by_role("button", name="New conversation").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#cw-title")).to_have_text("New conversation")
+    page.get_by_role("button", name="Conversations").focus()
+    page.keyboard.press("Enter")
+    first = page.get_by_role("navigation", name="Conversations").get_by_role("link").first
+    expect(first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#cw-title")).to_have_text("Hello")
+    expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Typed without a mouse.")
+    expect(box).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#cw-panel")).to_be_hidden()
+    expect(launcher).to_be_focused()
