@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from llm import crypto
+from llm import crypto, limits
 
 _KEY_HOWTO = (
     'Generate one with: python -c "import base64,secrets;'
@@ -47,6 +47,12 @@ def production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                     id="coppertone.E003",
                 )
             )
+    try:
+        limits.parse_rate(settings.LLM_RATE_LIMIT)
+    except ValueError as exc:
+        problems.append(
+            Error(str(exc), hint="For example LLM_RATE_LIMIT=30/m.", id="coppertone.E005")
+        )
     if not settings.DEBUG:
         if not settings.ALLOWED_HOSTS:
             problems.append(
