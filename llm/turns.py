@@ -35,7 +35,13 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.utils import timezone
 
 from accounts.models import User
@@ -55,6 +61,7 @@ from llm.providers.base import (
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 0.5
+FINISH_RETRY_PAUSES = (0.05, 0.2, 1.0)
 # The most stored messages read for one turn's history; the token budget trims further.
 HISTORY_ROWS = 100
 TITLE_CHARS = 80
@@ -728,16 +735,20 @@ class Turn:
         latency_ms = (time.monotonic() - started_at) * 1000
         if self._progress is not None:
             await asyncio.gather(self._progress, return_exceptions=True)
+        content = "".join(parts)
+        for pause in FINISH_RETRY_PAUSES:
+            try:
+                self.result = await _finish_trip(
+                    self, plan, status, content, usage, error, ttft_ms, latency_ms, finish_reason
+                )
+                return self.result
+            except OperationalError:
+                # A lock held too long (SQLite's one writer) or a dropped connection: the
+                # reply must not stay `streaming`, so try again before giving up.
+                log.warning("storing reply %s failed; retrying", plan.message_id, exc_info=True)
+                await asyncio.sleep(pause)
         self.result = await _finish_trip(
-            self,
-            plan,
-            status,
-            "".join(parts),
-            usage,
-            error,
-            ttft_ms,
-            latency_ms,
-            finish_reason,
+            self, plan, status, content, usage, error, ttft_ms, latency_ms, finish_reason
         )
         return self.result
 
