@@ -3,8 +3,9 @@
 Thin on purpose. Each `send` frame becomes one task kept on the consumer, so a
 `stop` frame or a closed socket is handled while a reply streams: both cancel
 the task, the engine stores the text so far as `stopped`, and the socket (if
-still open) gets a `done` frame saying so. A delta costs one JSON string and
-one `send`: no database work and no channel-layer round trip per token.
+still open) gets a `done` frame saying so. Text goes out through an `Outbox`:
+no database work and no channel-layer round trip per token, and a burst of tokens
+is one frame.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing, suppress
 from typing import Any
 
@@ -107,6 +109,54 @@ class SendFrame:
         return value
 
 
+class Outbox:
+    """One reply's text on its way to the socket, as `delta` frames.
+
+    Deltas that arrive back to back (one read from a provider often holds dozens of
+    tokens) leave as one frame: the writer sends whatever gathered while it waited for
+    its turn on the event loop. Nothing waits on a timer, so a lone token still goes
+    out at once; a burst costs one JSON string and one send instead of one per token.
+    """
+
+    __slots__ = ("_closing", "_head", "_parts", "_send", "_task", "_wake")
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], message_id: int) -> None:
+        self._send = send
+        self._head = f'{{"type":"delta","message_id":{message_id},"text":'
+        self._parts: list[str] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.create_task(self._write())
+
+    def put(self, text: str) -> None:
+        self._parts.append(text)
+        self._wake.set()
+
+    async def _write(self) -> None:
+        parts, wake = self._parts, self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            if parts:
+                text = parts[0] if len(parts) == 1 else "".join(parts)
+                parts.clear()
+                await self._send(self._head + json.dumps(text) + "}")
+            if self._closing and not parts:
+                return
+
+    async def close(self) -> None:
+        """Send what is left, in order, before the reply's last frame."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+
+    def discard(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        elif not self._task.cancelled():
+            self._task.exception()  # a socket that closed under a send is no error here
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     # No channel layer: nothing is ever sent to a socket from outside it, and a layer
     # would cost every idle socket a channel and a pending receive (on Redis, a connection).
@@ -185,18 +235,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Forward one turn's events; on Stop, report the stored partial reply."""
         send = self.send
         message_id: int | None = None
-        delta_head = ""
+        outbox: Outbox | None = None
         try:
             # aclosing: a cancel that lands in our own `send` (between two events) still
             # closes upstream and stores the text so far, as one inside the engine does.
             async with aclosing(turn):
                 async for event in turn:
                     if type(event) is TextDelta:
-                        # The hot path: one small string per token, built without a dict.
-                        await send(delta_head + json.dumps(event.text) + "}")
+                        outbox.put(event.text)  # type: ignore[union-attr]  # set at TurnStarted
                     elif isinstance(event, TurnStarted):
                         message_id = event.message_id
-                        delta_head = f'{{"type":"delta","message_id":{event.message_id},"text":'
                         await send(
                             json.dumps(
                                 {
@@ -208,7 +256,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                                 }
                             )
                         )
+                        outbox = Outbox(send, event.message_id)
                     elif isinstance(event, TurnFinished):
+                        if outbox is not None:
+                            await outbox.close()
                         await send(finished_frame(event))
         except TurnError as exc:
             await self._send_last(
@@ -219,6 +270,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # person. On disconnect there is nobody left to tell.
             if not self.stopping:
                 raise
+            if outbox is not None:
+                with suppress(OSError):
+                    await outbox.close()  # the text that came before Stop, then `done`
             if turn.result is not None:
                 await self._send_last(finished_frame(turn.result))
             else:  # stopped before the reply began: nothing was stored to report
@@ -233,6 +287,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     "Something went wrong on our side; your message is kept. Try again.",
                 )
             )
+        finally:
+            if outbox is not None:
+                outbox.discard()
 
     async def _send_last(self, frame: str) -> None:
         """A turn's closing frame; the socket may already be gone, which is no error."""

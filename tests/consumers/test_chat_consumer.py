@@ -120,6 +120,20 @@ async def test_send_streams_start_deltas_and_done(
     assert conversation.title == "Say hello"
 
 
+async def test_a_burst_of_tokens_arrives_whole_and_in_order(
+    alice: User, openai_for_alice: FakeOpenAI, connect: Connect
+) -> None:
+    pieces = [f"{i}," for i in range(500)]
+    openai_for_alice.reply("".join(pieces), chunks=pieces)
+    socket = await connect(alice)
+    await socket.send_json_to(send_frame("Count"))
+    start = await receive(socket)
+    frames, done = await until_end(socket)
+    assert text_of(frames) == "".join(pieces)
+    assert done["type"] == "done"
+    assert {f["message_id"] for f in frames} == {start["message_id"]}
+
+
 async def test_stop_keeps_the_partial_reply(
     alice: User, openai_for_alice: FakeOpenAI, connect: Connect
 ) -> None:
