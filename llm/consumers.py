@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import aclosing, suppress
 from typing import Any
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from llm.providers.base import TextDelta
@@ -161,6 +163,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # No channel layer: nothing is ever sent to a socket from outside it, and a layer
     # would cost every idle socket a channel and a pending receive (on Redis, a connection).
     channel_layer_alias = "__no_channel_layer__"
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first hops to the sync thread to close stale database
+        # connections, once per frame; every consumer in the process queues on that one
+        # thread. Nothing in this consumer touches the database: the engine's trips and
+        # Channels' session and user lookups (database_sync_to_async) close their own.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # The same, without the closing hop of Channels' version (this consumer has no groups).
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def connect(self) -> None:
         user = self.scope.get("user")
