@@ -150,7 +150,9 @@ class Outbox:
         """Send what is left, in order, before the reply's last frame."""
         self._closing = True
         self._wake.set()
-        await self._task
+        # Shielded: a Stop that lands while we wait must not cancel the writer, so the
+        # stop handler can still wait for it and send `done` after the last text.
+        await asyncio.shield(self._task)
 
     def discard(self) -> None:
         if not self._task.done():

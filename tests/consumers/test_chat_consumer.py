@@ -157,6 +157,20 @@ async def test_stop_keeps_the_partial_reply(
     assert 0 < len(shown) < len("word " * 200)
 
 
+async def test_stop_right_after_send_leaves_nothing_streaming(
+    alice: User, openai_for_alice: FakeOpenAI, connect: Connect
+) -> None:
+    openai_for_alice.reply("Too late.", first_byte_delay=1.0)
+    socket = await connect(alice)
+    await socket.send_json_to(send_frame("Never mind"))
+    await socket.send_json_to({"type": "stop"})
+    frames, end = await until_end(socket)
+    assert end["type"] == "done"
+    assert end["status"] == "stopped"
+    assert "Too late" not in text_of(frames)
+    assert await Message.objects.filter(status="streaming").acount() == 0
+
+
 async def test_closing_the_socket_closes_the_upstream_request(
     alice: User, openai_for_alice: FakeOpenAI, connect: Connect
 ) -> None:
