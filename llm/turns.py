@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ from django.db import (
 from django.utils import timezone
 
 from accounts.models import User
-from llm import crypto, limits, pricing, render
+from llm import crypto, limits, pricing, render, replies
 from llm.models import Conversation, Message, ProviderConfig, provider_options
 from llm.providers import registry
 from llm.providers.base import (
@@ -65,7 +66,7 @@ FINISH_RETRY_PAUSES = (0.05, 0.2, 1.0)
 # The most stored messages read for one turn's history; the token budget trims further.
 HISTORY_ROWS = 100
 TITLE_CHARS = 80
-INTERRUPTED = "interrupted by a server restart"
+INTERRUPTED = replies.INTERRUPTED
 SETTINGS_PAGE = "/settings/llm/"
 
 STREAMING = Message.Status.STREAMING.value
@@ -169,11 +170,7 @@ def sweep_interrupted(before: dt.datetime | None = None) -> int:
     engine) are touched, so that a worker starting beside others does not end their
     live replies; a row a live worker finishes later is written over by its finish.
     """
-    return Message.objects.filter(
-        status=STREAMING, updated_at__lt=before or _PROCESS_STARTED
-    ).update(
-        status=ERROR, error_code="internal", error_message=INTERRUPTED, updated_at=timezone.now()
-    )
+    return replies.sweep_interrupted(before or _PROCESS_STARTED)
 
 
 def _sweep_once() -> None:
@@ -359,7 +356,7 @@ class Turn:
         with transaction.atomic():
             rows: list[tuple[Any, ...]] = []
             if self.history is not None:
-                conversation_id = self._create_conversation()
+                conversation_id = self._create_conversation(now)
             elif self.conversation_id is not None:
                 conversation_id = self.conversation_id
                 rows = self._open(conversation_id, now)
@@ -371,7 +368,7 @@ class Turn:
                     sent = self._sent_before()
                     if sent is not None:
                         return self._replay(*sent)
-                conversation_id = self._create_conversation()
+                conversation_id = self._create_conversation(now)
 
             for row_id, role, _content, status, client_id in rows:
                 if role == USER and client_id is not None and client_id == self.client_message_id:
@@ -383,28 +380,13 @@ class Turn:
                         "to finish, or press Stop.",
                     )
 
-            # One INSERT for both rows; the reply is linked to its question at finish.
-            asked, answer = Message.objects.bulk_create(
-                [
-                    Message(
-                        conversation_id=conversation_id,
-                        role=USER,
-                        content=self.text,
-                        client_message_id=self.client_message_id,
-                    ),
-                    Message(
-                        conversation_id=conversation_id,
-                        role=ASSISTANT,
-                        status=STREAMING,
-                        provider=self.kind,
-                        model=self.model,
-                    ),
-                ]
+            asked, answer = replies.insert_exchange(
+                conversation_id, self.text, self.client_message_id, self.kind, self.model, now
             )
         return _Plan(
             conversation_id=conversation_id,
-            user_message_id=asked.pk,
-            message_id=answer.pk,
+            user_message_id=asked,
+            message_id=answer,
             config=config,
             request=self._request(config, rows),
         )
@@ -426,12 +408,9 @@ class Turn:
                 "on, or choose another provider.",
             )
 
-    def _create_conversation(self) -> int:
+    def _create_conversation(self, now: dt.datetime) -> int:
         title = self.text.strip().splitlines()[0][:TITLE_CHARS]
-        conversation = Conversation.objects.create(
-            user_id=self.user.pk, title=title, external_key=self.conversation_key
-        )
-        return conversation.pk
+        return replies.insert_conversation(self.user.pk, title, self.conversation_key, now)
 
     def _conversation_for_key(self) -> int:
         conversation, _ = Conversation.objects.get_or_create(
@@ -551,7 +530,9 @@ class Turn:
         cost = pricing.cost(self.kind, self.model, day, input_tokens, output_tokens)
         html = render.to_html(content) if self.render_html else ""
         with transaction.atomic():
-            Message.objects.filter(pk=plan.message_id).update(
+            replies.store_reply(
+                plan.message_id,
+                plan.user_message_id,
                 content=content,
                 status=status,
                 input_tokens=input_tokens,
@@ -561,8 +542,7 @@ class Turn:
                 latency_ms=latency_ms,
                 error_code=error["code"] if error else "",
                 error_message=error["message"] if error else "",
-                reply_to_id=plan.user_message_id,
-                updated_at=now,
+                now=now,
             )
             limits.record_usage(
                 user_id=self.user.pk,
@@ -589,13 +569,6 @@ class Turn:
             latency_ms=latency_ms,
             error=error,
             finish_reason=finish_reason,
-        )
-
-    @staticmethod
-    def _write_progress(message_id: int, content: str) -> None:
-        # Only while still streaming: a late progress write never undoes the finish.
-        Message.objects.filter(pk=message_id, status=STREAMING).update(
-            content=content, updated_at=timezone.now()
         )
 
     def _schedule_progress(self, message_id: int, parts: list[str]) -> None:
@@ -757,9 +730,16 @@ class _KeyUnreadable(ProviderError):
     code = "not_configured"
 
 
-_start_trip = sync_to_async(_db(Turn._start), thread_sensitive=False)
-_finish_trip = sync_to_async(_db(Turn._finish), thread_sensitive=False)
-_progress_trip = sync_to_async(_db(Turn._write_progress), thread_sensitive=False)
+# The trips mostly wait on the database, so they get more threads than the loop's default
+# executor (cores + 4): 150 turns starting at once then queue for milliseconds, not for
+# a hundred. Each thread keeps its own database connection.
+DB_THREADS = 16
+_executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="turn-db")
+_start_trip = sync_to_async(_db(Turn._start), thread_sensitive=False, executor=_executor)
+_finish_trip = sync_to_async(_db(Turn._finish), thread_sensitive=False, executor=_executor)
+_progress_trip = sync_to_async(
+    _db(replies.write_progress), thread_sensitive=False, executor=_executor
+)
 
 
 def run_turn(
