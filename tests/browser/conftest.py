@@ -144,6 +144,14 @@ def _live_server() -> Iterator[LiveServer]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_limits() -> None:
+    # Rate-limit windows are per user id, and ids repeat from test to test.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def asgi_server(_live_server: LiveServer, live_url: str) -> LiveServer:
     return _live_server
