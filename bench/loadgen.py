@@ -62,9 +62,13 @@ class Stats:
     complete: int = 0
     incomplete: int = 0
     chars: int = 0  # reply characters received inside the window
+    events: int = 0  # frames or SSE events with text inside the window (may hold several tokens)
     latency: list[float] = field(default_factory=list)
     ttfb: list[float] = field(default_factory=list)
     ttft: list[float] = field(default_factory=list)
+    # Text events per second from the first to the last of each stream (a real model's
+    # tokens/s, where each event carries one token of any length).
+    event_rates: list[float] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
 
     def error(self, what: str) -> None:
@@ -161,9 +165,13 @@ class Scenario:
             "rps": s.ok / measured if measured > 0 else 0.0,
             "tokens": s.chars // TOKEN_CHARS,
             "tokens_per_s": s.chars / TOKEN_CHARS / measured if measured > 0 else 0.0,
+            "frames_per_s": s.events / measured if measured > 0 else 0.0,
             "latency_ms": percentiles(s.latency),
             "ttfb_ms": percentiles(s.ttfb),
             "ttft_ms": percentiles(s.ttft),
+            "events_per_s_p50": sorted(s.event_rates)[len(s.event_rates) // 2]
+            if s.event_rates
+            else None,
             "loadgen_cpu_s": cpu,
             "loadgen_cpu_share": cpu / (finished - self.window.opened),
         }
@@ -177,6 +185,12 @@ class Scenario:
         body = json.dumps(self.spec["body"]).encode()
         headers = {"Content-Type": "application/json", **self.headers}
         while self.take():
+            if self.spec.get("vary_prompt"):
+                # A new first line each time, so no server-side prompt cache can answer it.
+                varied = json.loads(body)
+                last = varied["messages"][-1]
+                last["content"] = f"({self.issued}) {last['content']}"
+                body = json.dumps(varied).encode()
             try:
                 await asyncio.wait_for(
                     self.http_once(session, body, headers)
@@ -213,7 +227,8 @@ class Scenario:
     ) -> None:
         t0 = time.perf_counter()
         first_byte = first_token = None
-        chars = 0
+        last_token = 0.0
+        chars = pieces = 0
         finished = False
         buffer = b""
         async with session.post(self.url, data=body, headers=headers) as response:
@@ -242,9 +257,14 @@ class Scenario:
                         if text:
                             if first_token is None:
                                 first_token = now
+                            last_token = now
+                            pieces += 1
                             chars += len(text)
                             if self.window.inside(now):
                                 self.stats.chars += len(text)
+                                self.stats.events += 1
+        if pieces > 1 and first_token is not None and last_token > first_token:
+            self.stats.event_rates.append((pieces - 1) / (last_token - first_token))
         self.finish_stream(t0, first_byte, first_token, chars, finished)
 
     def finish_stream(
@@ -315,6 +335,7 @@ class Scenario:
                 chars += len(text)
                 if self.window.inside(now):
                     self.stats.chars += len(text)
+                    self.stats.events += 1
             elif kind == "done":
                 self.finish_stream(t0, first_byte, first_token, chars, True)
                 return

@@ -194,8 +194,10 @@ class Run:
             return
         try:
             figures = measure()
-        except BenchError as exc:
-            self.problem(f"{side} {key}", exc)
+        except (BenchError, OSError, ValueError, KeyError, TypeError) as exc:
+            # One broken measurement (a missing endpoint, a refused socket) must not cost
+            # the rest of the run: it is recorded and shown with the table.
+            self.problem(f"{side} {key}", f"{type(exc).__name__}: {exc}")
             figures = {"error": str(exc)}
         self.results["sides"].setdefault(side, {})[key] = figures
         if figures.get("errors"):
@@ -316,7 +318,8 @@ class Run:
         self.say(
             f"  {side.name:<8} {'WebSocket' if ws else '/v1 stream'} saturation "
             f"({plan.saturation_concurrency} streams of {plan.saturation_tokens} tokens): "
-            f"{result['tokens_per_s']:9.0f} chunks/s  server cpu "
+            f"{result['tokens_per_s']:9.0f} chunks/s in {result['frames_per_s']:.0f} "
+            f"{'frames' if ws else 'events'}/s  server cpu "
             f"{result.get('server_cpu_share', 0):.0%}  load generator cpu "
             f"{result['loadgen_cpu_share']:.0%}  errors {result['errors']}"
         )
@@ -405,6 +408,41 @@ class Run:
         self.step(side.name, "ws_saturation", lambda: self.saturation(side, ws=True))
         self.step(side.name, "ws_paced", lambda: self.paced(side, ws=True))
         self.step(side.name, "ws_idle", lambda: self.idle_sockets(side))
+        if self.plan.local_model and side.name == self.plan.servers[0]:
+            self.step(side.name, "local_v1", lambda: self.local_through_hub(side))
+
+    def local_through_hub(self, side: Side) -> dict[str, Any]:
+        """The embedded model streamed through /v1, as a client sees it."""
+        from bench.local_model import PROMPT as LOCAL_PROMPT
+        from bench.local_model import TEMPERATURE
+
+        body: dict[str, Any] = {
+            "model": "local/SmolLM2-135M-Instruct",
+            "messages": [{"role": "user", "content": LOCAL_PROMPT}],
+            "stream": True,
+            "temperature": TEMPERATURE,
+            "max_tokens": 8,
+        }
+        spec = {
+            "mode": "sse",
+            "url": f"{side.base_url}/chat/completions",
+            "headers": side.headers,
+            "body": body,
+            "concurrency": 1,
+            "requests": 1,
+            "vary_prompt": True,
+            "timeout": 120,
+            "deadline": 150,
+        }
+        loadgen(spec)  # loads the model into the server process
+        body["max_tokens"] = 128
+        result = loadgen({**spec, "requests": 5, "timeout": 60, "deadline": 330})
+        self.say(
+            f"  {side.name:<8} embedded model through /v1: "
+            f"{result.get('events_per_s_p50') or 0:.1f} tokens/s, first token p50 "
+            f"{result.get('ttft_ms', {}).get('p50', 0):.0f} ms  errors {result['errors']}"
+        )
+        return result
 
     # --- the sides --------------------------------------------------------------------
 
