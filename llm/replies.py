@@ -18,17 +18,40 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from llm.models import Conversation, Message
+from llm.models import Conversation, Message, ProviderConfig
 
 INTERRUPTED = "interrupted by a server restart"
 
 
-def _table(model: type[Conversation] | type[Message]) -> str:
+def _table(model: type[Conversation] | type[Message] | type[ProviderConfig]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
 def _stamp(now: dt.datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(now)
+
+
+# The columns a turn reads from the person's settings for a provider.
+CONFIG_FIELDS = (
+    "id", "user_id", "kind", "encrypted_key", "key_id", "key_hint", "base_url", "api_version",
+    "model", "temperature", "max_tokens", "system_prompt", "enabled",
+)  # fmt: skip
+
+
+def provider_config(user_id: int, kind: str) -> ProviderConfig | None:
+    """The person's settings for `kind`, with the fields a turn uses (key still sealed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(CONFIG_FIELDS)} FROM {_table(ProviderConfig)} "
+            "WHERE user_id = %s AND kind = %s",
+            [user_id, kind],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    config = ProviderConfig(**dict(zip(CONFIG_FIELDS, row, strict=True)))
+    config.enabled = bool(config.enabled)  # SQLite hands back 0 or 1
+    return config
 
 
 def insert_conversation(user_id: int, title: str, external_key: str, now: dt.datetime) -> int:

@@ -228,7 +228,7 @@ class TurnTrips:
             limits.check_rate(self.user.pk)
         except limits.LimitError as exc:
             raise TurnError(exc.code, exc.message, retry_after=exc.retry_after) from None
-        config = ProviderConfig.objects.filter(user_id=self.user.pk, kind=self.kind).first()
+        config = replies.provider_config(self.user.pk, self.kind)
         self._check_configured(config)
         spec = registry.spec(self.kind)
         self.model = self.model_name or (config.effective_model if config else spec.default_model)
