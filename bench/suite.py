@@ -52,7 +52,7 @@ class Plan:
     paced_streams: int
     paced_tokens: int
     paced_delay_ms: float
-    paced_stagger: float  # the streams start spread over this many seconds
+    paced_stagger: float  # the streams start spread evenly over this many seconds
     idle_sockets: int
     servers: tuple[str, ...]
     litellm: bool
@@ -72,10 +72,13 @@ FULL = Plan(
     saturation_concurrency=16,
     saturation_tokens=2000,
     saturation_seconds=5.0,
+    # Started evenly over 3 s (50 new turns a second, below every side's turn rate) and
+    # 5 s long, so all 150 stream together for 2 s: the added first-token time is then
+    # what relaying 15,000 chunks/s costs, not a queue of turn starts.
     paced_streams=150,
-    paced_tokens=300,
+    paced_tokens=500,
     paced_delay_ms=10.0,
-    paced_stagger=1.0,
+    paced_stagger=3.0,
     idle_sockets=5000,
     servers=coppertone.SERVERS,
     litellm=True,
