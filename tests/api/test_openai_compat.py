@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -177,3 +178,37 @@ def test_v1_refuses_a_host_not_in_allowed_hosts(coppertone_url: str) -> None:
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     connection.request("GET", "/v1/models", headers={"Host": "evil.example"})
     assert connection.getresponse().status == 400
+
+
+def test_sse_chat_client_leaving_stops_the_turn(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, coppertone_url: str
+) -> None:
+    # /api/v1/chat runs through the whole middleware stack, unlike /v1.
+    fake_openai.reply(chunks=[f"w{i} " for i in range(200)], delay=0.05)
+    parts = urlsplit(coppertone_url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    connection.request(
+        "POST",
+        "/api/v1/chat",
+        body=json.dumps({"message": "Count", "provider": "openai", "stream": True}),
+        headers={"Authorization": f"Bearer {sdk.api_key}", "Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    assert response.status == 200
+    deltas = 0
+    while deltas < 3:
+        if response.readline().startswith(b"event: delta"):
+            deltas += 1
+    connection.close()  # the browser tab goes away
+
+    assert fake_openai.wait_closed(3.0), "the upstream request was not closed"
+    deadline = time.monotonic() + 5
+    reply = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OperationalError):
+            reply = Message.objects.get(role="assistant")
+            if reply.status != "streaming":
+                break
+        time.sleep(0.2)
+    assert reply is not None and reply.status == "stopped"
+    assert reply.content.startswith("w0 w1 w2 ")
