@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from llm.api.base import STATUS_FOR_CODE, ApiError, api_view, read_json
+from llm.api.streaming import batched
 from llm.models import Conversation, DailyUsage, Message
 from llm.providers.base import TextDelta
 from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
@@ -116,7 +117,7 @@ async def chat(request: HttpRequest) -> HttpResponse:
     assert isinstance(started, TurnStarted)
     if stream:
         response = StreamingHttpResponse(
-            _sse(turn, events, started), content_type="text/event-stream; charset=utf-8"
+            batched(_sse(turn, events, started)), content_type="text/event-stream; charset=utf-8"
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come

@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiToken, User
 from llm.api.base import bearer_token
+from llm.api.streaming import batched
 from llm.models import ProviderConfig
 from llm.providers import registry
 from llm.providers.base import ChatMessage, TextDelta
@@ -217,7 +218,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         options = data.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
         response = StreamingHttpResponse(
-            _chunks(turn, events, started, name, usage), content_type="text/event-stream"
+            batched(_chunks(turn, events, started, name, usage)),
+            content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
