@@ -369,13 +369,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if rate and first is not None:
             share = rate / local["raw"]["tokens_per_s"]
             extra = first - local["raw"]["ttft_ms"]
+            # Shown, not judged: the raw runs start from an empty KV cache in another
+            # process at another moment, while the server keeps its cache between turns.
             check(
                 "embedded model (through /v1)",
                 "at least 95% of raw tokens/s, at most 20 ms added to first token",
                 share,
-                share >= 0.95 and extra <= 20,
-                f"{share:.1%} of raw, first token {extra:+.0f} ms (not paired: the raw runs "
-                "are apart from the server)",
+                None,
+                f"{share:.1%} of raw, first token {extra:+.0f} ms (not comparable: other "
+                "process, other moment, warm KV cache)",
             )
     queries = get(sides, "queries", "per_turn")
     if queries:
