@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import re
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -165,14 +166,18 @@ class Bridge:
         )
         base = {"request_id": request.request_id}
         try:
-            async for event in turn:
-                if isinstance(event, TextDelta):
-                    await self.publish(device_id, {**base, "type": "delta", "text": event.text})
-                elif isinstance(event, TurnFinished):
-                    # A provider failure ends as an error frame that still carries the
-                    # text that came, like the WebSocket's.
-                    kind = "error" if event.status == "error" else "done"
-                    await self.publish(device_id, {**event.as_dict(), **base, "type": kind})
+            # aclosing: a cancel that lands in our own publish (broker gone, bridge
+            # stopping) still stores the reply as stopped.
+            async with aclosing(turn):
+                async for event in turn:
+                    if isinstance(event, TextDelta):
+                        frame = {**base, "type": "delta", "text": event.text}
+                        await self.publish(device_id, frame)
+                    elif isinstance(event, TurnFinished):
+                        # A provider failure ends as an error frame that still carries
+                        # the text that came, like the WebSocket's.
+                        kind = "error" if event.status == "error" else "done"
+                        await self.publish(device_id, {**event.as_dict(), **base, "type": kind})
         except TurnError as exc:
             await self.error(device_id, request.request_id, exc.code, exc.message, exc.retry_after)
 
