@@ -82,3 +82,24 @@ def production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 )
             )
     return problems
+
+
+@register()
+def local_model(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Say at startup, not at the first chat, that the embedded model cannot load."""
+    from llm.models import provider_options
+    from llm.providers.base import ProviderError
+    from llm.providers.local import model_path
+
+    try:
+        model_path(provider_options())
+    except ProviderError as exc:
+        return [
+            Warning(
+                "The embedded local model is unavailable: people without a provider key "
+                "cannot chat.",
+                hint=exc.message,
+                id="coppertone.W003",
+            )
+        ]
+    return []

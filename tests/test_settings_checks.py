@@ -82,3 +82,14 @@ def test_development_generates_private_secrets(tmp_path: Path) -> None:
         path = tmp_path / name
         assert path.stat().st_mode & 0o777 == 0o600
         assert str(path) in result.stderr
+
+
+def test_missing_local_model_is_a_warning_at_startup(tmp_path: Path) -> None:
+    env = {
+        "DEBUG": "on",
+        "DATA_DIR": str(tmp_path),
+        "LOCAL_MODEL_PATH": str(tmp_path / "gone.gguf"),
+    }
+    result = run_check(env)
+    output = result.stdout + result.stderr
+    assert "coppertone.W003" in output and "LOCAL_MODEL_PATH" in output
