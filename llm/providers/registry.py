@@ -112,7 +112,7 @@ PROVIDERS: dict[str, Entry] = dict(
             OPENAI,
             kind="llamacpp",
             label="llama.cpp server",
-            description="A llama.cpp `llama-server` (OpenAI-compatible endpoint).",
+            description="The OpenAI-compatible endpoint of llama.cpp's llama-server.",
             default_model="default",
             default_base_url="http://127.0.0.1:8080/v1",
             needs_key=False,
