@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.db import connection
 from django.db.models import Sum
@@ -24,6 +26,7 @@ from llm.models import DailyUsage
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _cache: BaseCache | None = None
+_redis: Any = None  # redis.Redis when the cache is Redis; thread-safe, one per process
 
 
 def _shared_cache() -> BaseCache:
@@ -40,9 +43,18 @@ def _shared_cache() -> BaseCache:
 
 
 def _forget_cache(*, setting: str, **kwargs: object) -> None:
-    global _cache
+    global _cache, _redis
     if setting == "CACHES":
-        _cache = None
+        _cache = _redis = None
+
+
+def _redis_client(cache: BaseCache) -> Any:
+    """The Redis client behind a RedisCache, built once (Django builds one per call)."""
+    global _redis
+    if _redis is None:
+        # The cache's own client and pool: the same server, database and connections.
+        _redis = cache._cache.get_client(None, write=True)  # type: ignore[attr-defined]
+    return _redis
 
 
 setting_changed.connect(_forget_cache, dispatch_uid="llm.limits.forget_cache")
@@ -81,12 +93,7 @@ def check_rate(user_id: int) -> None:
         return
     now = time.time()
     window = int(now // period)
-    key = f"llm:rate:{user_id}:{window}"
-    cache = _shared_cache()
-    try:
-        count = cache.incr(key)
-    except ValueError:  # first turn in this window
-        count = 1 if cache.add(key, 1, period + 1) else cache.incr(key)
+    count = _count(f"llm:rate:{user_id}:{window}", period + 1)
     if count > limit:
         retry_after = max(1.0, (window + 1) * period - now)
         raise LimitError(
@@ -95,6 +102,25 @@ def check_rate(user_id: int) -> None:
             f"limit: try again in {round(retry_after)} seconds.",
             retry_after=retry_after,
         )
+
+
+def _count(key: str, ttl: int) -> int:
+    """Add one to the window's counter, created with `ttl` seconds to live; the new count."""
+    cache = _shared_cache()
+    if isinstance(cache, RedisCache):
+        # One round trip, atomic: Django's incr is EXISTS then INCR, and the first turn of
+        # a window adds a third. The key and the stored integer are the cache's own, so
+        # cache.get() and cache.delete() see the same counter.
+        full_key = cache.make_and_validate_key(key)
+        pipe = _redis_client(cache).pipeline(transaction=True)
+        pipe.set(full_key, 0, ex=ttl, nx=True)
+        pipe.incr(full_key)
+        _created, count = pipe.execute()
+        return int(count)
+    try:
+        return cache.incr(key)
+    except ValueError:  # first turn in this window
+        return 1 if cache.add(key, 1, ttl) else cache.incr(key)
 
 
 def _period_words(period: int) -> str:
