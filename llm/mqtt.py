@@ -23,6 +23,7 @@ from asgiref.sync import sync_to_async
 
 from accounts.models import ApiToken
 from llm.providers.base import TextDelta
+from llm.turn_trips import db_trip
 from llm.turns import TurnError, TurnFinished, run_turn
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class Bridge:
         except BadFrame as exc:
             await self.error(device_id, request_id_of(payload), "bad_request", str(exc))
             return
-        user = await sync_to_async(ApiToken.authenticate)(request.token)
+        user = await sync_to_async(db_trip(ApiToken.authenticate))(request.token)
         if user is None:
             await self.error(
                 device_id,

@@ -162,7 +162,7 @@ def _sweep_once() -> None:
 # --- database trips (each runs in a worker thread, never on the event loop) ------------
 
 
-def _db(fn: Callable[..., T]) -> Callable[..., T]:
+def db_trip(fn: Callable[..., T]) -> Callable[..., T]:
     """Run `fn` as one trip; drop this thread's connection if the database failed it."""
 
     def trip(*args: Any) -> T:
@@ -462,8 +462,8 @@ class TurnTrips:
 # a hundred. Each thread keeps its own database connection.
 DB_THREADS = 16
 _executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="turn-db")
-start_trip = sync_to_async(_db(TurnTrips._start), thread_sensitive=False, executor=_executor)
-finish_trip = sync_to_async(_db(TurnTrips._finish), thread_sensitive=False, executor=_executor)
+start_trip = sync_to_async(db_trip(TurnTrips._start), thread_sensitive=False, executor=_executor)
+finish_trip = sync_to_async(db_trip(TurnTrips._finish), thread_sensitive=False, executor=_executor)
 progress_trip = sync_to_async(
-    _db(replies.write_progress), thread_sensitive=False, executor=_executor
+    db_trip(replies.write_progress), thread_sensitive=False, executor=_executor
 )

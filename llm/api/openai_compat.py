@@ -29,6 +29,7 @@ from llm.api.streaming import batched
 from llm.models import ProviderConfig
 from llm.providers import registry
 from llm.providers.base import ChatMessage, TextDelta
+from llm.turn_trips import db_trip
 from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
 
 # Coppertone's error codes as OpenAI's (HTTP status, type, code) and whether retrying helps.
@@ -50,7 +51,7 @@ ERRORS: dict[str, tuple[int, str, str, bool]] = {
 }
 
 AsyncView = Callable[..., Coroutine[Any, Any, HttpResponse]]
-_token_user = sync_to_async(ApiToken.authenticate, thread_sensitive=False)
+_token_user = sync_to_async(db_trip(ApiToken.authenticate), thread_sensitive=False)
 
 
 class OpenAIError(Exception):
