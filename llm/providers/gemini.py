@@ -124,20 +124,14 @@ class GeminiProvider(Provider):
         return await http.call_with_retries(self.options, lambda: self._models(creds))
 
     async def _models(self, creds: Credentials) -> list[str]:
-        target = self._target(creds)
         url = f"{self._base(creds)}/models?pageSize=1000"
-        data = await http.request_json(target, "GET", url, headers=self._headers(creds))
-        items = data.get("models") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise http.ProtocolError(
-                f"{self.spec.label} answered the model list in a shape Coppertone does not "
-                "know: is the base URL right?"
-            )
+        items = await http.model_list(
+            self._target(creds), url, headers=self._headers(creds), field="models"
+        )
         return [
             str(m["name"]).removeprefix("models/")
             for m in items
-            if isinstance(m, dict)
-            and m.get("name")
+            if m.get("name")
             and "generateContent" in (m.get("supportedGenerationMethods") or ["generateContent"])
         ]
 

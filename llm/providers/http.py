@@ -507,6 +507,20 @@ async def request_json(
         response.close()
 
 
+async def model_list(
+    target: Target, url: str, *, headers: dict[str, str], field: str
+) -> list[dict[str, Any]]:
+    """The entries of a model-list answer, `{field: [{...}, ...]}`, as every API shapes it."""
+    data = await request_json(target, "GET", url, headers=headers)
+    items = data.get(field) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise ProtocolError(
+            f"{target.label} answered the model list in a shape Coppertone does not know: "
+            "is the base URL right?"
+        )
+    return [item for item in items if isinstance(item, dict)]
+
+
 async def timed_ping(list_models: Callable[[], Awaitable[list[str]]]) -> Ping:
     """Ping by listing the models: proves the URL, the key and the API in one call."""
     started = time.monotonic()

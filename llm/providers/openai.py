@@ -163,16 +163,11 @@ class OpenAIProvider(Provider):
         return await http.call_with_retries(self.options, lambda: self._models(creds))
 
     async def _models(self, creds: Credentials) -> list[str]:
-        target = self._target(creds)
         url = self._models_url(creds)
-        data = await http.request_json(target, "GET", url, headers=self._headers(creds))
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise http.ProtocolError(
-                f"{self.spec.label} answered the model list in a shape Coppertone does not "
-                "know: is the base URL right?"
-            )
-        return sorted({str(m["id"]) for m in items if isinstance(m, dict) and m.get("id")})
+        items = await http.model_list(
+            self._target(creds), url, headers=self._headers(creds), field="data"
+        )
+        return sorted({str(m["id"]) for m in items if m.get("id")})
 
     async def ping(self, creds: Credentials) -> Ping:
         return await http.timed_ping(lambda: self._models(creds))
