@@ -11,6 +11,8 @@ from django.db import connection, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from llm import trips
+
 TOKEN_PREFIX = "cpt_"
 
 
@@ -76,6 +78,11 @@ class ApiToken(models.Model):
         return token, raw
 
     @classmethod
+    async def aauthenticate(cls, raw: str) -> User | None:
+        """`authenticate` as one database trip off the event loop (llm/trips.py)."""
+        return await _authenticate_trip(raw)
+
+    @classmethod
     def authenticate(cls, raw: str) -> User | None:
         """The active user a token belongs to, or None for an unknown or revoked token.
 
@@ -105,6 +112,8 @@ class ApiToken(models.Model):
                 )
         return user
 
+
+_authenticate_trip = trips.trip(ApiToken.authenticate)
 
 Converter = Callable[[Any, Any, Any], Any]
 

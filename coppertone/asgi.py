@@ -16,6 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from llm.api.asgi import with_lean_openai  # noqa: E402
+from llm.replies import lifespan  # noqa: E402
 from llm.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -25,5 +26,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        # Shutdown (uvicorn's SIGTERM) ends this worker's replies cleanly: llm/replies.py.
+        "lifespan": lifespan,
     }
 )

@@ -204,6 +204,10 @@ LLM_MAX_MESSAGE_CHARS: int = env.int("LLM_MAX_MESSAGE_CHARS", default=32000)
 LLM_RATE_LIMIT: str = env.str("LLM_RATE_LIMIT", default="30/m")
 # Monthly spend per user in USD when the user has no budget of their own; empty = none.
 LLM_DEFAULT_MONTHLY_BUDGET: str = env.str("LLM_DEFAULT_MONTHLY_BUDGET", default="")
+# A reply nobody has followed for this many seconds is stopped; unset: run to the end.
+LLM_UNWATCHED_REPLY_SECONDS: float | None = env.float("LLM_UNWATCHED_REPLY_SECONDS", default=None)
+# On shutdown (SIGTERM), how long running replies may take to end before they are stopped.
+LLM_SHUTDOWN_GRACE_SECONDS: float = env.float("LLM_SHUTDOWN_GRACE_SECONDS", default=10.0)
 LOCAL_MODEL_PATH: str = env.str("LOCAL_MODEL_PATH", default="")
 LOCAL_MODEL_THREADS: int = env.int("LOCAL_MODEL_THREADS", default=0)
 LOCAL_MODEL_CONTEXT: int = env.int("LOCAL_MODEL_CONTEXT", default=2048)

@@ -175,6 +175,9 @@ class Message(models.Model):
     latency_ms = models.FloatField(null=True, blank=True)
     # A client's id for a user message, so that a resend is recognised.
     client_message_id = models.UUIDField(null=True, blank=True)
+    # The number of the reply's event (docs/api.md "Replies") that `content` is
+    # current as of: a client shows the content, then follows the reply after it.
+    seq = models.PositiveIntegerField(default=0)
     # The user message an assistant message answers.
     reply_to = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reply"

@@ -13,18 +13,16 @@ import asyncio
 import json
 import logging
 import re
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-from asgiref.sync import sync_to_async
 
 from accounts.models import ApiToken
-from llm.providers.base import TextDelta
-from llm.turn_trips import db_trip
-from llm.turns import TurnError, TurnFinished, run_turn
+from llm import replies
+from llm.events import TextDelta, TurnError, TurnFinished
+from llm.turns import run_turn
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +145,15 @@ class Bridge:
         try:
             request = Request.parse(device_id, payload)
         except BadFrame as exc:
-            await self.error(device_id, request_id_of(payload), "bad_request", str(exc))
+            await self.error(device_id, request_id_of(payload), TurnError("bad_request", str(exc)))
             return
-        user = await sync_to_async(db_trip(ApiToken.authenticate))(request.token)
+        user = await ApiToken.aauthenticate(request.token)
         if user is None:
-            await self.error(
-                device_id,
-                request.request_id,
+            error = TurnError(
                 "unauthenticated",
                 "That token is not valid or was revoked: create a new one in Settings → Tokens.",
             )
+            await self.error(device_id, request.request_id, error)
             return
         turn = run_turn(
             user,
@@ -167,11 +164,11 @@ class Bridge:
         )
         base = {"request_id": request.request_id}
         try:
-            # aclosing: a cancel that lands in our own publish (broker gone, bridge
-            # stopping) still stores the reply as stopped.
-            async with aclosing(turn):
-                async for event in turn:
-                    if isinstance(event, TextDelta):
+            # owned: a reply ends with its request here (the bridge stopping, the broker
+            # gone), stored as stopped, as before replies outlived their askers.
+            async with replies.owned(turn) as reply:
+                async for _seq, event in reply.follow():
+                    if type(event) is TextDelta:
                         frame = {**base, "type": "delta", "text": event.text}
                         await self.publish(device_id, frame)
                     elif isinstance(event, TurnFinished):
@@ -180,20 +177,12 @@ class Bridge:
                         kind = "error" if event.status == "error" else "done"
                         await self.publish(device_id, {**event.as_dict(), **base, "type": kind})
         except TurnError as exc:
-            await self.error(device_id, request.request_id, exc.code, exc.message, exc.retry_after)
+            await self.error(device_id, request.request_id, exc)
 
-    async def error(
-        self,
-        device_id: str,
-        request_id: str | None,
-        code: str,
-        message: str,
-        retry_after: float | None = None,
-    ) -> None:
-        error: dict[str, Any] = {"code": code, "message": message}
-        if retry_after is not None:
-            error["retry_after"] = round(retry_after)
-        await self.publish(device_id, {"request_id": request_id, "type": "error", "error": error})
+    async def error(self, device_id: str, request_id: str | None, error: TurnError) -> None:
+        await self.publish(
+            device_id, {"request_id": request_id, "type": "error", "error": error.as_dict()}
+        )
 
 
 async def serve(url: str, prefix: str, *, reconnect_delay: float = 1.0) -> None:

@@ -1,155 +1,512 @@
-"""Where a turn is written: the statements of the engine's start and finish trips.
+"""The reply runner: a reply belongs to its conversation, not to whoever asked for it.
 
-Plain SQL, the same on PostgreSQL and SQLite (3.35+ for RETURNING), because on this
-path the ORM's own Python cost was larger than the database's: about 1.7 ms of CPU
-to insert the two messages with bulk_create against 0.25 ms for this INSERT, on a
-path that runs for every turn on every transport (measured on PostgreSQL, this
-machine). Values go through Django's field adapters, so types match what the ORM
-would have written. Everything here runs inside the engine's worker-thread trips.
+    transport --start(turn)--> Runner (one per event loop) --iterates--> Turn (llm/turns.py)
+                                 |  keeps every event, numbered by seq, on the Reply
+                                 |  with REDIS_URL: flushes new events to the shared log
+                                 v  (llm/reply_log.py) in one pipelined call per flush
+    transports --follow(user, message_id, after)--> replay, then live, until the end
+               --stop(user, message_id)--> wherever the reply runs
+
+A reply runs to its end whether or not anyone follows it; only a Stop from its owner
+(or LLM_UNWATCHED_REPLY_SECONDS with nobody following) ends it early. The transport
+that started a reply follows it in-process, with no Redis hop on its path; a follower
+on another process reads the shared log. Consecutive deltas reach a follower as one
+(the seq of the last), so a burst of tokens is one frame on every transport.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
+import logging
+import os
+import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager, suppress
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.utils import timezone
+from django.conf import settings
 
-from llm.models import Conversation, Message, ProviderConfig
+from accounts.models import User
+from llm import reply_log, trips, turn_sql
+from llm.events import Event, TextDelta, TurnError, TurnFinished, TurnStarted
+from llm.models import Message
+from llm.turn_trips import stored_reply
+from llm.turns import Turn
 
-INTERRUPTED = "interrupted by a server restart"
+__all__ = ["Reply", "follow", "lifespan", "owned", "runner", "start", "stop"]
 
+log = logging.getLogger(__name__)
 
-def _table(model: type[Conversation] | type[Message] | type[ProviderConfig]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+FLUSH_SECONDS = 0.05
+TICK_SECONDS = 1.0
+# A finished reply stays in memory this long, for followers that attach late.
+KEEP_SECONDS = 60.0
+# How long shutdown waits for replies to end on their own before it stops them.
+SHUTDOWN_GRACE_SECONDS = 10.0
 
-
-def _stamp(now: dt.datetime) -> Any:
-    return connection.ops.adapt_datetimefield_value(now)
-
-
-# The columns a turn reads from the person's settings for a provider.
-CONFIG_FIELDS = (
-    "id", "user_id", "kind", "encrypted_key", "key_id", "key_hint", "base_url", "api_version",
-    "model", "temperature", "max_tokens", "system_prompt", "enabled",
-)  # fmt: skip
-
-
-def provider_config(user_id: int, kind: str) -> ProviderConfig | None:
-    """The person's settings for `kind`, with the fields a turn uses (key still sealed)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(CONFIG_FIELDS)} FROM {_table(ProviderConfig)} "
-            "WHERE user_id = %s AND kind = %s",
-            [user_id, kind],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    config = ProviderConfig(**dict(zip(CONFIG_FIELDS, row, strict=True)))
-    config.enabled = bool(config.enabled)  # SQLite hands back 0 or 1
-    return config
+Item = tuple[int, Event]  # (seq, event)
 
 
-def insert_conversation(user_id: int, title: str, external_key: str, now: dt.datetime) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_table(Conversation)} "
-            "(user_id, title, external_key, created_at, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            [user_id, title, external_key, _stamp(now), _stamp(now)],
-        )
-        (conversation_id,) = cursor.fetchone()
-    return int(conversation_id)
+def _not_found() -> TurnError:
+    return TurnError("not_found", "That reply does not exist, or it was deleted.")
 
 
-def insert_exchange(
-    conversation_id: int,
-    text: str,
-    client_message_id: uuid.UUID | None,
-    provider: str,
-    model: str,
-    now: dt.datetime,
-) -> tuple[int, int]:
-    """The user's message and the assistant's `streaming` row, in one INSERT.
+class Reply:
+    """One reply running in this process: its events so far and the task writing them."""
 
-    Returns (user message id, assistant message id). The assistant row is linked to
-    its question (reply_to) by the finish trip.
-    """
-    client_id = Message._meta.get_field("client_message_id").get_db_prep_value(
-        client_message_id, connection
-    )
-    stamp = _stamp(now)
-    columns = (
-        "conversation_id, role, content, status, error_code, error_message, provider, "
-        "model, input_tokens, output_tokens, cost, client_message_id, created_at, updated_at"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_table(Message)} ({columns}) VALUES "
-            "(%s, 'user', %s, 'complete', '', '', '', '', 0, 0, 0, %s, %s, %s), "
-            "(%s, 'assistant', '', 'streaming', '', '', %s, %s, 0, 0, 0, NULL, %s, %s) "
-            "RETURNING id, role",
-            [conversation_id, text, client_id, stamp, stamp]
-            + [conversation_id, provider, model, stamp, stamp],
-        )
-        # RETURNING's row order is not promised (SQLite): tell the rows apart by role.
-        ids = {role: int(pk) for pk, role in cursor.fetchall()}
-    return ids["user"], ids["assistant"]
-
-
-def store_reply(
-    message_id: int,
-    user_message_id: int,
-    *,
-    content: str,
-    status: str,
-    input_tokens: int,
-    output_tokens: int,
-    cost: Decimal,
-    ttft_ms: float | None,
-    latency_ms: float,
-    error_code: str,
-    error_message: str,
-    now: dt.datetime,
-) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_table(Message)} SET content = %s, status = %s, input_tokens = %s, "
-            "output_tokens = %s, cost = %s, ttft_ms = %s, latency_ms = %s, error_code = %s, "
-            "error_message = %s, reply_to_id = %s, updated_at = %s WHERE id = %s",
-            [
-                content,
-                status,
-                input_tokens,
-                output_tokens,
-                connection.ops.adapt_decimalfield_value(cost, 12, 6),
-                ttft_ms,
-                latency_ms,
-                error_code,
-                error_message,
-                user_message_id,
-                _stamp(now),
-                message_id,
-            ],
-        )
-
-
-def write_progress(message_id: int, content: str) -> None:
-    """The text so far; only while still streaming, so a late write never undoes the finish."""
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content, updated_at=timezone.now()
+    __slots__ = (
+        "_changed",
+        "conversation_id",
+        "events",
+        "flushed",
+        "followers",
+        "last_watched",
+        "message_id",
+        "owner_id",
+        "task",
     )
 
+    def __init__(self, started: TurnStarted, owner_id: int, task: asyncio.Task[None]) -> None:
+        self.message_id = started.message_id
+        self.conversation_id = started.conversation_id
+        self.owner_id = owner_id
+        self.task = task
+        self.events: list[Event] = []  # events[i] is seq i + 1
+        self.flushed = 0  # how many of them are in the shared log
+        self.followers = 0
+        self.last_watched = time.monotonic()
+        self._changed: asyncio.Future[None] | None = None
 
-def sweep_interrupted(before: dt.datetime) -> int:
-    """Mark replies left `streaming` and last written before `before` as failed."""
-    return Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=before).update(
-        status=Message.Status.ERROR,
-        error_code="internal",
-        error_message=INTERRUPTED,
-        updated_at=timezone.now(),
+    @property
+    def result(self) -> TurnFinished | None:
+        last = self.events[-1] if self.events else None
+        return last if isinstance(last, TurnFinished) else None
+
+    def append(self, event: Event) -> None:
+        self.events.append(event)
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set_result(None)
+
+    def stop(self) -> None:
+        """End the reply now; the text so far is stored as `stopped`."""
+        if not self.task.done():
+            self.task.cancel()
+
+    async def stop_and_wait(self) -> None:
+        """Stop the reply if it still runs, and wait until the text so far is stored."""
+        if not self.task.done():
+            self.stop()
+            with suppress(asyncio.CancelledError):
+                await asyncio.shield(self.task)
+
+    async def ended(self) -> TurnFinished:
+        """Wait for the reply's end (however it ends) and return it."""
+        await asyncio.shield(self.task)
+        result = self.result
+        assert result is not None  # the runner always ends a started reply's log
+        return result
+
+    async def follow(self, after: int = 0) -> AsyncIterator[Item]:
+        """The events after seq `after`, then each as it comes, until the end."""
+        self.followers += 1
+        try:
+            seen = after
+            while True:
+                events = self.events
+                if len(events) > seen:
+                    batch = events[seen:]
+                    first, seen = seen + 1, len(events)
+                    for item in coalesce(first, batch):
+                        yield item
+                    if isinstance(batch[-1], TurnFinished):
+                        return
+                else:
+                    if self._changed is None:
+                        self._changed = asyncio.get_running_loop().create_future()
+                    # Shielded: one follower leaving must not cancel the others' wait.
+                    await asyncio.shield(self._changed)
+        finally:
+            self.followers -= 1
+            self.last_watched = time.monotonic()
+
+
+def coalesce(first_seq: int, events: list[Event]) -> list[Item]:
+    """Number `events` from `first_seq`, joining each run of deltas into one."""
+    items: list[Item] = []
+    texts: list[str] = []
+    seq = first_seq - 1
+    for seq, event in enumerate(events, first_seq):  # noqa: B007 (seq is used after)
+        if type(event) is TextDelta:
+            texts.append(event.text)
+            continue
+        if texts:
+            items.append((seq - 1, TextDelta("".join(texts))))
+            texts = []
+        items.append((seq, event))
+    if texts:
+        items.append((seq, TextDelta(texts[0] if len(texts) == 1 else "".join(texts))))
+    return items
+
+
+def _batch_coalesced(batch: list[Item]) -> list[Item]:
+    """`coalesce` for events that arrive numbered (from the shared log)."""
+    if len(batch) == 1:
+        return batch
+    return coalesce(batch[0][0], [event for _seq, event in batch])
+
+
+class Runner:
+    """The replies running on one event loop, and their link to the shared log."""
+
+    def __init__(self) -> None:
+        self.replies: dict[int, Reply] = {}
+        self.worker = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.log: reply_log.RedisLog | None = (
+            reply_log.RedisLog(settings.REDIS_URL) if settings.REDIS_URL else None
+        )
+        self._dirty: set[int] = set()
+        self._wake = asyncio.Event()
+        self._maintainer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening: asyncio.Future[None] | None = None
+        self._last_flush = 0.0
+        self._closing = False
+
+    # --- starting ------------------------------------------------------------------------
+
+    async def start(self, turn: Turn) -> Reply:
+        """Run `turn` as a reply; return once it has started. Raises TurnError on a refusal.
+
+        The reply goes on if the caller is cancelled meanwhile (use `owned` for replies
+        that must end with their caller).
+        """
+        if self._closing:
+            raise TurnError(
+                "internal", "The server is restarting: send your message again in a moment."
+            )
+        await self._ensure_running()
+        started: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        asyncio.create_task(self._run(turn, started))
+        return await asyncio.shield(started)
+
+    async def _run(self, turn: Turn, started: asyncio.Future[Reply]) -> None:
+        reply: Reply | None = None
+        try:
+            async with aclosing(turn):
+                async for event in turn:
+                    if reply is None:
+                        assert isinstance(event, TurnStarted)
+                        task = asyncio.current_task()
+                        assert task is not None
+                        reply = Reply(event, turn.user.pk, task)
+                        self.replies[reply.message_id] = reply
+                        self._maintain_soon()
+                        started.set_result(reply)
+                    reply.append(event)
+                    if self.log is not None:
+                        self._mark_dirty(reply.message_id)
+        except TurnError as exc:
+            if not started.done():
+                started.set_exception(exc)
+        except asyncio.CancelledError:
+            # A Stop (or shutdown): the engine stored the text so far and set the result.
+            if reply is not None and turn.result is not None and reply.result is None:
+                reply.append(turn.result)
+        except Exception:
+            log.exception("reply failed outside the engine")
+            if not started.done():
+                started.set_exception(TurnError.internal())
+        finally:
+            if not started.done():  # cancelled before it began: nothing to follow
+                started.set_exception(TurnError("internal", "The reply was stopped."))
+            if reply is not None:
+                if reply.result is None:  # the engine could not store the end
+                    reply.append(_lost(reply))
+                self._ended(reply)
+
+    def _ended(self, reply: Reply) -> None:
+        if self.log is not None:
+            self._mark_dirty(reply.message_id)
+        asyncio.get_running_loop().call_later(KEEP_SECONDS, self._forget, reply)
+
+    def _forget(self, reply: Reply) -> None:
+        if self.replies.get(reply.message_id) is reply:
+            del self.replies[reply.message_id]
+
+    def running(self) -> list[Reply]:
+        return [r for r in self.replies.values() if not r.task.done()]
+
+    # --- following and stopping ----------------------------------------------------------
+
+    async def follow(self, user: User, message_id: int, after: int = 0) -> AsyncIterator[Item]:
+        """The reply's events after `after`, from wherever it runs. Raises TurnError
+        (not_found) for anyone but its owner, before anything is sent."""
+        reply = self.replies.get(message_id)
+        if reply is not None:
+            if reply.owner_id != user.pk:
+                raise _not_found()
+            return reply.follow(after)
+        message = await _own_reply(user, message_id)
+        if message.status != Message.Status.STREAMING:
+            return _one(message.seq, stored_reply(message))
+        if self.log is None:
+            raise TurnError(
+                "not_found",
+                "That reply is being written by another process (the chat command or the "
+                "MQTT bridge) and cannot be followed here; it appears once it is finished.",
+            )
+        return self._follow_shared(self.log, user, message_id, after)
+
+    async def _follow_shared(
+        self, shared: reply_log.RedisLog, user: User, message_id: int, after: int
+    ) -> AsyncIterator[Item]:
+        unwatched = settings.LLM_UNWATCHED_REPLY_SECONDS
+        try:
+            async for batch in shared.follow(message_id, after, watch_seconds=unwatched):
+                for item in _batch_coalesced(batch):
+                    yield item
+        except reply_log.Interrupted:
+            await _mark_interrupted(message_id)
+            message = await _own_reply(user, message_id)
+            yield message.seq + 1, stored_reply(message)
+
+    async def stop(self, user: User, message_id: int) -> bool:
+        """Ask the reply to stop wherever it runs. False if it is not running (anymore)."""
+        reply = self.replies.get(message_id)
+        if reply is not None:
+            if reply.owner_id != user.pk:
+                raise _not_found()
+            if reply.task.done():
+                return False
+            reply.stop()
+            return True
+        message = await _own_reply(user, message_id)
+        if message.status != Message.Status.STREAMING or self.log is None:
+            return False
+        await self.log.send_stop(message_id)
+        return True
+
+    # --- the shared log, leases, the unwatched timeout ------------------------------------
+
+    async def _ensure_running(self) -> None:
+        if self.log is not None and (self._listener is None or self._listener.done()):
+            self._listening = asyncio.get_running_loop().create_future()
+            self._listener = asyncio.create_task(self._listen(self.log, self._listening))
+        if self._listening is not None and not self._listening.done():
+            # Subscribed before the first reply starts, so no Stop for it is missed.
+            await asyncio.wait([self._listening], timeout=2.0)
+
+    def _maintain_soon(self) -> None:
+        """Run the maintainer while replies are kept, if there is anything to maintain."""
+        needed = self.log is not None or settings.LLM_UNWATCHED_REPLY_SECONDS
+        if needed and (self._maintainer is None or self._maintainer.done()):
+            self._maintainer = asyncio.create_task(self._maintain())
+
+    def _mark_dirty(self, message_id: int) -> None:
+        self._dirty.add(message_id)
+        self._wake.set()
+
+    async def _maintain(self) -> None:
+        next_tick = time.monotonic()
+        while self.replies or self._dirty:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - time.monotonic()))
+            now = time.monotonic()
+            # Coalesce: at most one flush every FLUSH_SECONDS, the first one at once.
+            pause = self._last_flush + FLUSH_SECONDS - now
+            if pause > 0 and now < next_tick:
+                await asyncio.sleep(pause)
+                now = time.monotonic()
+            self._wake.clear()
+            tick = now >= next_tick
+            if tick:
+                next_tick = now + TICK_SECONDS
+            try:
+                await self._flush(tick)
+            except Exception:
+                log.warning("writing the shared reply log failed; will retry", exc_info=True)
+                await asyncio.sleep(FLUSH_SECONDS)
+            self._last_flush = time.monotonic()
+
+    async def _flush(self, tick: bool) -> None:
+        dirty, self._dirty = self._dirty, set()
+        unwatched = settings.LLM_UNWATCHED_REPLY_SECONDS
+        candidates: list[Reply] = []
+        if tick and unwatched:
+            now = time.monotonic()
+            candidates = [
+                r for r in self.running() if r.followers == 0 and now - r.last_watched >= unwatched
+            ]
+        if self.log is None:
+            for unwatched_reply in candidates:
+                log.info("stopping reply %s: nobody followed it", unwatched_reply.message_id)
+                unwatched_reply.stop()
+            return
+        appends: list[tuple[int, str, bool]] = []
+        pending: list[tuple[Reply, int]] = []
+        for message_id in dirty:
+            reply = self.replies.get(message_id)
+            if reply is None or reply.flushed == len(reply.events):
+                continue
+            upto = len(reply.events)
+            data = reply_log.encode(reply.flushed + 1, reply.events[reply.flushed : upto])
+            appends.append((message_id, data, reply.result is not None))
+            pending.append((reply, upto))
+        leases = [r.message_id for r in self.running()] if tick else []
+        if not appends and not leases:
+            return
+        try:
+            watched = await self.log.write(
+                appends, leases, self.worker, [r.message_id for r in candidates]
+            )
+        except BaseException:
+            self._dirty |= dirty
+            raise
+        for reply, upto in pending:
+            reply.flushed = max(reply.flushed, upto)
+        for reply, seen in zip(candidates, watched, strict=True):
+            if not seen:
+                log.info("stopping reply %s: nobody followed it", reply.message_id)
+                reply.stop()
+
+    async def _listen(self, shared: reply_log.RedisLog, ready: asyncio.Future[None]) -> None:
+        while not self._closing:
+            try:
+                async for message_id in shared.stops(ready):
+                    reply = self.replies.get(message_id)
+                    if reply is not None:
+                        reply.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("the stop channel failed; resubscribing", exc_info=True)
+                if not ready.done():
+                    ready.set_result(None)
+                await asyncio.sleep(1.0)
+            ready = asyncio.get_running_loop().create_future()
+
+    # --- shutting down ---------------------------------------------------------------------
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Let running replies finish for up to `grace` seconds, stop the rest (stored as
+        `stopped`), and write their ends to the shared log."""
+        self._closing = True
+        running = [r.task for r in self.running()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=max(grace, 5.0))
+        if self.log is not None:
+            with suppress(Exception):
+                await self._flush(tick=False)
+        for helper in (self._listener, self._maintainer):
+            if helper is not None and not helper.done():
+                helper.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await helper
+        if self.log is not None:
+            await self.log.close()
+        _runners.pop(asyncio.get_running_loop(), None)
+
+
+async def _one(seq: int, event: Event) -> AsyncIterator[Item]:
+    yield seq, event
+
+
+def _lost(reply: Reply) -> TurnFinished:
+    """The end of a reply whose end could not be stored (the engine's writes failed)."""
+    error = TurnError.internal()
+    return TurnFinished(
+        conversation_id=reply.conversation_id,
+        message_id=reply.message_id,
+        status="error",
+        content="".join(e.text for e in reply.events if type(e) is TextDelta),
+        html="",
+        provider="",
+        model="",
+        input_tokens=0,
+        output_tokens=0,
+        cost=Decimal(0),
+        ttft_ms=None,
+        latency_ms=0.0,
+        error=error,
     )
+
+
+def _owned_message(user_id: int, message_id: int) -> Message | None:
+    return (
+        Message.objects.filter(
+            pk=message_id, conversation__user_id=user_id, role=Message.Role.ASSISTANT
+        )
+        .only(*(f.attname for f in Message._meta.concrete_fields))
+        .first()
+    )
+
+
+_owned_message_trip = trips.trip(_owned_message)
+_mark_interrupted = trips.trip(turn_sql.mark_interrupted)
+
+
+async def _own_reply(user: User, message_id: int) -> Message:
+    message = await _owned_message_trip(user.pk, message_id)
+    if message is None:
+        raise _not_found()
+    return message
+
+
+# --- the runner of the running loop, and the module's interface ---------------------------
+
+_runners: dict[asyncio.AbstractEventLoop, Runner] = {}
+
+
+def runner() -> Runner:
+    loop = asyncio.get_running_loop()
+    found = _runners.get(loop)
+    if found is None:
+        for stale in [k for k in _runners if k.is_closed()]:
+            del _runners[stale]
+        found = _runners[loop] = Runner()
+    return found
+
+
+async def start(turn: Turn) -> Reply:
+    return await runner().start(turn)
+
+
+async def follow(user: User, message_id: int, after: int = 0) -> AsyncIterator[Item]:
+    return await runner().follow(user, message_id, after)
+
+
+async def stop(user: User, message_id: int) -> bool:
+    return await runner().stop(user, message_id)
+
+
+@asynccontextmanager
+async def owned(turn: Turn) -> AsyncIterator[Reply]:
+    """A reply that ends with its caller: leaving the block early (an error, a cancel, a
+    client that went away) stops it, and waits until the text so far is stored."""
+    reply = await start(turn)
+    try:
+        yield reply
+    finally:
+        await reply.stop_and_wait()
+
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """ASGI lifespan: on shutdown (uvicorn's SIGTERM), end this worker's replies cleanly."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            found = _runners.get(asyncio.get_running_loop())
+            if found is not None:
+                await found.shutdown(settings.LLM_SHUTDOWN_GRACE_SECONDS)
+            await send({"type": "lifespan.shutdown.complete"})
+            return

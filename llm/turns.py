@@ -1,23 +1,23 @@
 """THE engine: one chat turn, from a person's text to a finished, stored reply.
 
-Every transport (WebSocket, HTTP/SSE, /v1, MQTT, the `chat` command) iterates a `Turn`:
+A `Turn` is iterated once and yields the reply's events (llm/events.py):
 
-    TurnStarted, TextDelta…, TurnFinished        or TurnError before anything at all
+    TurnStarted, TextDelta…, TurnFinished        or raises TurnError before anything
 
-The database work is two trips off the event loop, each one transaction
-(DESIGN.md, "The one data flow"):
-  start   limits, the person's provider settings, the conversation (created, or locked
-          and touched), the user's message and the assistant's row (`streaming`) in one
-          INSERT, and the history the provider is sent;
-  finish  the reply's text, status, tokens, cost and timings, and the DailyUsage row.
-Between them the text is written at most every PROGRESS_SECONDS, never per token, in
-a background task so that a slow write never holds a token back.
+numbering them as it goes (`turn.seq`: the start is 1), so that the reply's log, the
+stored message and every follower agree on what event N was. Transports do not
+iterate a turn themselves: the reply runner (llm/replies.py) does, so that a reply
+outlives whoever asked for it.
 
-Stop and disconnect: the transport cancels the task iterating the turn. The engine
-closes the upstream request, stores the text so far as `stopped`, sets `turn.result`
-and lets the CancelledError go on. When the cancel lands in the transport's own code
-instead (between two events), `await turn.aclose()` does the same; transports iterate
-inside `contextlib.aclosing(turn)` so that this always happens.
+The database work is two trips off the event loop (llm/turn_trips.py), each one
+transaction. Between them the text is written at most every PROGRESS_SECONDS, never
+per token, in a background task so that a slow write never holds a token back.
+
+Stop: the runner cancels the task iterating the turn. The engine closes the upstream
+request, stores the text so far as `stopped`, sets `turn.result` and lets the
+CancelledError go on. When the cancel lands between two events instead,
+`await turn.aclose()` does the same; the runner iterates inside
+`contextlib.aclosing(turn)` so that this always happens.
 """
 
 from __future__ import annotations
@@ -34,44 +34,25 @@ from django.db import OperationalError
 
 from accounts.models import User
 from llm import crypto
+from llm.events import Event, TextDelta, TurnError, TurnFinished
 from llm.models import ProviderConfig, provider_options
 from llm.providers import registry
-from llm.providers.base import (
-    ChatMessage,
-    Credentials,
-    Done,
-    ProviderError,
-    TextDelta,
-    Usage,
-)
+from llm.providers.base import ChatMessage, Credentials, Done, ProviderError, Usage
 from llm.turn_trips import (
     COMPLETE,
     ERROR,
-    INTERRUPTED,
     SETTINGS_PAGE,
     STOPPED,
+    Ask,
+    Outcome,
     Plan,
-    TurnError,
-    TurnFinished,
-    TurnStarted,
-    TurnTrips,
-    estimate_tokens,
+    Replay,
     finish_trip,
     progress_trip,
     start_trip,
-    sweep_interrupted,
 )
 
-__all__ = [
-    "INTERRUPTED",
-    "Turn",
-    "TurnError",
-    "TurnFinished",
-    "TurnStarted",
-    "estimate_tokens",
-    "run_turn",
-    "sweep_interrupted",
-]
+__all__ = ["Turn", "run_turn"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +65,7 @@ T = TypeVar("T")
 async def _shielded(task: asyncio.Future[T]) -> T:
     """Await `task` to the end even if this task is cancelled meanwhile (then re-raise).
 
-    A write that was started must land: a Stop followed by a disconnect must not lose
+    A write that was started must land: a Stop followed by a shutdown must not lose
     the partial reply, and a start trip that committed must not leave a row `streaming`.
     """
     cancelled = False
@@ -101,10 +82,25 @@ async def _shielded(task: asyncio.Future[T]) -> T:
     return result
 
 
-# --- the turn ----------------------------------------------------------------------
+class _KeyUnreadable(ProviderError):
+    code = "not_configured"
 
 
-class Turn(TurnTrips):
+class _Stream:
+    """What has come of the provider's stream so far."""
+
+    __slots__ = ("finish_reason", "parts", "started_at", "ttft_ms", "upstream", "usage")
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = started_at
+        self.parts: list[str] = []
+        self.usage: Usage | None = None
+        self.finish_reason = "stop"
+        self.ttft_ms: float | None = None
+        self.upstream: AsyncIterator[Any] | None = None
+
+
+class Turn:
     """One chat turn. Iterate it once; `result` is set once the reply is stored."""
 
     def __init__(
@@ -126,8 +122,8 @@ class Turn(TurnTrips):
         self.user = user
         self.text = text
         self.conversation_id = conversation_id
-        self.provider_name = provider
-        self.model_name = model
+        self.provider = provider
+        self.model = model
         self.client_message_id = client_message_id
         self.conversation_key = conversation_key
         self.history = history
@@ -135,14 +131,12 @@ class Turn(TurnTrips):
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.render_html = render_html
+        self.seq = 0  # the number of the last event yielded (or stored, on a stop)
         self.result: TurnFinished | None = None
-        self.kind = ""
-        self.model = ""
-        self._events: AsyncGenerator[TurnStarted | TextDelta | TurnFinished, None] | None = None
+        self._events: AsyncGenerator[Event, None] | None = None
         self._progress: asyncio.Future[None] | None = None
-        self.user_message_id = 0
 
-    def __aiter__(self) -> AsyncIterator[TurnStarted | TextDelta | TurnFinished]:
+    def __aiter__(self) -> AsyncIterator[Event]:
         if self._events is not None:
             raise RuntimeError("A Turn can be iterated only once.")
         self._events = self._run()
@@ -155,7 +149,7 @@ class Turn(TurnTrips):
 
     # --- validation, before any trip ------------------------------------------------
 
-    def _validate(self) -> None:
+    def _ask(self) -> Ask:
         if not self.text.strip():
             raise TurnError("bad_request", "Type a message before sending.")
         limit = settings.LLM_MAX_MESSAGE_CHARS
@@ -165,129 +159,106 @@ class Turn(TurnTrips):
                 f"That message is {len(self.text):,} characters; the limit is {limit:,}. "
                 "Shorten it or split it into parts.",
             )
-        kind = self.provider_name
-        if kind:
-            if kind not in registry.PROVIDERS:
-                raise TurnError(
-                    "bad_request",
-                    f"There is no provider called {kind!r}. Choose one of: "
-                    f"{', '.join(registry.PROVIDERS)}.",
-                )
-        else:
+        kind = self.provider
+        if kind and kind not in registry.PROVIDERS:
+            raise TurnError(
+                "bad_request",
+                f"There is no provider called {kind!r}. Choose one of: "
+                f"{', '.join(registry.PROVIDERS)}.",
+            )
+        if not kind:
+            default = self.user.default_provider
             kind = (
-                (registry.kind_for_model(self.model_name) if self.model_name else None)
-                or (
-                    self.user.default_provider
-                    if self.user.default_provider in registry.PROVIDERS
-                    else None
-                )
+                (registry.kind_for_model(self.model) if self.model else None)
+                or (default if default in registry.PROVIDERS else None)
                 or registry.LOCAL
             )
-        self.kind = kind
+        return Ask(
+            user=self.user,
+            text=self.text,
+            kind=kind,
+            model_name=self.model,
+            conversation_id=self.conversation_id,
+            conversation_key=self.conversation_key,
+            client_message_id=self.client_message_id,
+            history=self.history,
+            system=self.system,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            render_html=self.render_html,
+        )
 
-    def _schedule_progress(self, message_id: int, parts: list[str]) -> None:
-        if self._progress is not None and not self._progress.done():
-            return  # the database is slower than the stream: skip, the next one catches up
-        self._progress = asyncio.ensure_future(progress_trip(message_id, "".join(parts)))
+    def _next(self, event: T) -> T:
+        self.seq += 1
+        return event
 
     # --- the stream ------------------------------------------------------------------------
 
-    async def _run(self) -> AsyncGenerator[TurnStarted | TextDelta | TurnFinished, None]:
-        started_at = time.monotonic()
-        self._validate()
-        start = asyncio.ensure_future(start_trip(self))
+    async def _run(self) -> AsyncGenerator[Event, None]:
+        stream = _Stream(time.monotonic())
+        ask = self._ask()
+        start = asyncio.ensure_future(start_trip(ask))
         try:
-            outcome = await _shielded(start)
+            planned = await _shielded(start)
         except asyncio.CancelledError:
             # Cancelled while the rows were being written: they exist, so close the reply.
             if not start.cancelled() and start.exception() is None:
                 done = start.result()
                 if isinstance(done, Plan):
-                    await self._store_stopped(None, done, [], None, None, started_at, "stop")
+                    self.seq = 1
+                    await self._store(ask, done, stream, STOPPED, None)
             raise
-        if isinstance(outcome, TurnFinished):  # a resend: replay the stored reply
-            self.result = outcome
-            yield TurnStarted(
-                outcome.conversation_id,
-                outcome.message_id,
-                self.user_message_id,
-                outcome.provider,
-                outcome.model,
-            )
-            if outcome.content:
-                yield TextDelta(outcome.content)
-            yield outcome
+        if isinstance(planned, Replay):  # a resend: play the stored reply back
+            yield self._next(planned.started)
+            if planned.finished.content:
+                yield self._next(TextDelta(planned.finished.content))
+            self.result = planned.finished
+            yield self._next(planned.finished)
             return
 
-        plan = outcome
-        parts: list[str] = []
-        usage: Usage | None = None
-        finish_reason = "stop"
-        ttft_ms: float | None = None
+        plan = planned
         status, error = COMPLETE, None
-        stream: AsyncIterator[Any] | None = None
         try:
-            yield TurnStarted(
-                plan.conversation_id, plan.message_id, plan.user_message_id, self.kind, self.model
-            )
-            provider = registry.create(self.kind, provider_options())
-            stream = provider.stream(plan.request, self._credentials(plan.config))
+            yield self._next(plan.started())
+            provider = registry.create(plan.kind, provider_options())
+            stream.upstream = provider.stream(plan.request, self._credentials(plan.config))
+            parts = stream.parts
             last_write = time.monotonic()
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    if ttft_ms is None:
-                        ttft_ms = (time.monotonic() - started_at) * 1000
+            async for event in stream.upstream:
+                if type(event) is TextDelta:
+                    if stream.ttft_ms is None:
+                        stream.ttft_ms = (time.monotonic() - stream.started_at) * 1000
                     parts.append(event.text)
+                    self.seq += 1
                     yield event
                     now = time.monotonic()
                     if now - last_write >= PROGRESS_SECONDS:
                         last_write = now
                         self._schedule_progress(plan.message_id, parts)
                 elif isinstance(event, Usage):
-                    usage = event
+                    stream.usage = event
                 elif isinstance(event, Done):
-                    finish_reason = event.finish_reason
+                    stream.finish_reason = event.finish_reason
         except ProviderError as exc:
-            status, error = ERROR, {"code": exc.code, "message": exc.message}
+            status, error = ERROR, TurnError.from_provider(exc)
         except (asyncio.CancelledError, GeneratorExit):
-            # Stop or a lost client: close upstream now, keep what came, then go on.
-            await self._store_stopped(
-                stream, plan, parts, usage, ttft_ms, started_at, finish_reason
-            )
+            # Stop, or the runner shutting down: close upstream now, keep what came, go on.
+            self.seq += 1
+            await _shielded(asyncio.ensure_future(self._store(ask, plan, stream, STOPPED, None)))
             raise
         except Exception:
             log.exception("chat turn %s failed", plan.message_id)
-            status = ERROR
-            error = {
-                "code": "internal",
-                "message": "Something went wrong on our side; your message is kept. Try again.",
-            }
+            status, error = ERROR, TurnError.internal()
+        self.seq += 1
         result = await _shielded(
-            asyncio.ensure_future(
-                self._close_and_store(
-                    stream, plan, status, parts, usage, error, ttft_ms, started_at, finish_reason
-                )
-            )
+            asyncio.ensure_future(self._store(ask, plan, stream, status, error))
         )
         yield result
 
-    async def _store_stopped(
-        self,
-        stream: AsyncIterator[Any] | None,
-        plan: Plan,
-        parts: list[str],
-        usage: Usage | None,
-        ttft_ms: float | None,
-        started_at: float,
-        finish_reason: str,
-    ) -> None:
-        await _shielded(
-            asyncio.ensure_future(
-                self._close_and_store(
-                    stream, plan, STOPPED, parts, usage, None, ttft_ms, started_at, finish_reason
-                )
-            )
-        )
+    def _schedule_progress(self, message_id: int, parts: list[str]) -> None:
+        if self._progress is not None and not self._progress.done():
+            return  # the database is slower than the stream: skip, the next one catches up
+        self._progress = asyncio.ensure_future(progress_trip(message_id, "".join(parts), self.seq))
 
     def _credentials(self, config: ProviderConfig | None) -> Credentials:
         """Decrypted here, just before the call that uses the key, and nowhere else."""
@@ -301,47 +272,39 @@ class Turn(TurnTrips):
                 f"encryption keys changed): enter it again in Settings ({SETTINGS_PAGE})."
             ) from None
 
-    async def _close_and_store(
-        self,
-        stream: AsyncIterator[Any] | None,
-        plan: Plan,
-        status: str,
-        parts: list[str],
-        usage: Usage | None,
-        error: dict[str, Any] | None,
-        ttft_ms: float | None,
-        started_at: float,
-        finish_reason: str,
+    async def _store(
+        self, ask: Ask, plan: Plan, stream: _Stream, status: str, error: TurnError | None
     ) -> TurnFinished:
-        close = getattr(stream, "aclose", None)
+        """Close upstream and write the reply's end; `self.seq` is already its number."""
+        close = getattr(stream.upstream, "aclose", None)
         if close is not None:
             try:
                 await close()
             except Exception:  # closing a broken connection may complain; it is closed
                 log.debug("closing the provider stream failed", exc_info=True)
-        latency_ms = (time.monotonic() - started_at) * 1000
+        outcome = Outcome(
+            status=status,
+            content="".join(stream.parts),
+            usage=stream.usage,
+            error=error,
+            ttft_ms=stream.ttft_ms,
+            latency_ms=(time.monotonic() - stream.started_at) * 1000,
+            finish_reason=stream.finish_reason,
+            seq=self.seq,
+        )
         if self._progress is not None:
             await asyncio.gather(self._progress, return_exceptions=True)
-        content = "".join(parts)
         for pause in FINISH_RETRY_PAUSES:
             try:
-                self.result = await finish_trip(
-                    self, plan, status, content, usage, error, ttft_ms, latency_ms, finish_reason
-                )
+                self.result = await finish_trip(ask, plan, outcome)
                 return self.result
             except OperationalError:
                 # A lock held too long (SQLite's one writer) or a dropped connection: the
                 # reply must not stay `streaming`, so try again before giving up.
                 log.warning("storing reply %s failed; retrying", plan.message_id, exc_info=True)
                 await asyncio.sleep(pause)
-        self.result = await finish_trip(
-            self, plan, status, content, usage, error, ttft_ms, latency_ms, finish_reason
-        )
+        self.result = await finish_trip(ask, plan, outcome)
         return self.result
-
-
-class _KeyUnreadable(ProviderError):
-    code = "not_configured"
 
 
 def run_turn(

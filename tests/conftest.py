@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +10,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import User
+from llm import replies
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -27,6 +28,14 @@ def _close_stray_connections(django_db_setup: None, django_db_blocker: Any) -> I
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+
+
+@pytest.fixture
+async def replies_end() -> AsyncIterator[None]:
+    """Replies outlive the sockets and requests of a test: stop what still runs (stored
+    as stopped) before the test's database goes away."""
+    yield
+    await replies.runner().shutdown(grace=5.0)
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiToken, User
+from llm.events import TurnError
 
 # Coroutine, not Awaitable: django-stubs' path() accepts async views typed this way.
 AsyncView = Callable[..., Coroutine[Any, Any, HttpResponse]]
@@ -39,7 +40,7 @@ STATUS_FOR_CODE = {
 }
 
 
-class ApiError(Exception):
+class ApiError(TurnError):
     """Raised anywhere inside an API view; becomes the error body with its status."""
 
     def __init__(
@@ -50,17 +51,19 @@ class ApiError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, retry_after=retry_after)
         self.status = status or STATUS_FOR_CODE.get(code, 400)
-        self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, error: TurnError) -> ApiError:
+        return (
+            error
+            if isinstance(error, ApiError)
+            else cls(error.code, error.message, retry_after=error.retry_after)
+        )
 
     def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.retry_after is not None:
-            error["retry_after"] = round(self.retry_after)
-        return {"error": error}
+        return {"error": self.as_dict()}
 
     def response(self) -> JsonResponse:
         response = JsonResponse(self.body(), status=self.status)
@@ -80,10 +83,8 @@ class FieldErrors(ApiError):
         summary = messages[0] if name == "__all__" else f"{name}: {messages[0]}"
         super().__init__("bad_request", summary)
 
-    def body(self) -> dict[str, Any]:
-        body = super().body()
-        body["error"]["fields"] = self.fields
-        return body
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "fields": self.fields}
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -133,8 +134,8 @@ def api_view(view: AsyncView) -> AsyncView:
         request.user = user
         try:
             return await view(request, *args, **kwargs)
-        except ApiError as error:
-            return error.response()
+        except TurnError as error:
+            return ApiError.of(error).response()
 
     return csrf_exempt(wrapper)
 
@@ -153,3 +154,27 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError("bad_request", 'The body must be a JSON object, like {"message": "hi"}.')
     return data
+
+
+def user_of(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # api_view authenticated the caller
+    return user
+
+
+def allow(request: HttpRequest, *methods: str) -> None:
+    if request.method not in methods:
+        raise ApiError("bad_request", f"Use {' or '.join(methods)} here.", status=405)
+
+
+def int_param(request: HttpRequest, name: str, default: int, lowest: int, highest: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("bad_request", f"{name} must be a whole number, like {default}.") from None
+    if not lowest <= value <= highest:
+        raise ApiError("bad_request", f"{name} must be between {lowest} and {highest}.")
+    return value

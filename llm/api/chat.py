@@ -1,62 +1,46 @@
-"""Chat over HTTP (API.md): POST /chat (JSON or SSE), conversations, usage, health.
+"""Chat over HTTP (docs/api.md): POST /chat (JSON or SSE), following and stopping a
+reply, conversations, usage, health.
 
-A thin transport over `turns.run_turn`: a refusal before the turn starts is a 4xx
-with the error body alone; once it started, a provider failure is a 502 with the chat
-body and `error`, so the client has the text so far. Every lookup is the caller's own.
+A thin transport over the reply runner (llm/replies.py): a refusal before the turn
+starts is a 4xx with the error body alone; once it started, a provider failure is a
+502 with the chat body and `error`, so the client has the text so far. Every lookup
+is the caller's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.db.models import Count, Sum
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from accounts.models import User
-from llm.api.base import STATUS_FOR_CODE, ApiError, api_view, read_json
-from llm.api.streaming import batched
+from llm import replies
+from llm.api import streaming
+from llm.api.base import (
+    STATUS_FOR_CODE,
+    ApiError,
+    allow,
+    api_view,
+    int_param,
+    read_json,
+    user_of,
+)
+from llm.events import TurnError, TurnFinished
 from llm.models import Conversation, DailyUsage, Message
-from llm.providers.base import TextDelta
-from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
+from llm.turns import Turn, run_turn
 
 MAX_PAGE = 200
 MAX_DAYS = 366
 HEALTH_TIMEOUT = 2.0
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # api_view authenticated the caller
-    return user
-
-
-def _allow(request: HttpRequest, *methods: str) -> None:
-    if request.method not in methods:
-        raise ApiError("bad_request", f"Use {' or '.join(methods)} here.", status=405)
-
-
-def _int_param(request: HttpRequest, name: str, default: int, lowest: int, highest: int) -> int:
-    raw = request.GET.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError("bad_request", f"{name} must be a whole number, like {default}.") from None
-    if not lowest <= value <= highest:
-        raise ApiError("bad_request", f"{name} must be between {lowest} and {highest}.")
-    return value
 
 
 def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
@@ -85,7 +69,7 @@ def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
         raise ApiError("bad_request", "client_message_id must be a UUID.") from None
     wants_stream = bool(_optional(data, "stream", bool))
     turn = run_turn(
-        _user(request),
+        user_of(request),
         message,
         conversation_id=_optional(data, "conversation_id", int),
         provider=_optional(data, "provider", str),
@@ -96,69 +80,26 @@ def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
     return turn, wants_stream
 
 
-def _refusal(error: TurnError) -> ApiError:
-    return ApiError(error.code, error.message, retry_after=error.retry_after)
-
-
 def failed_status(result: TurnFinished) -> int:
-    code = (result.error or {}).get("code", "provider_error")
+    code = result.failure().code
     return STATUS_FOR_CODE.get(code, 502) if code.startswith("provider_") else 502
+
+
+def chat_response(result: TurnFinished) -> JsonResponse:
+    status = failed_status(result) if result.status == "error" else 200
+    return JsonResponse(result.as_dict(), status=status)
 
 
 @api_view
 async def chat(request: HttpRequest) -> HttpResponse:
-    _allow(request, "POST")
+    """A reply that outlives the request: a client that leaves can follow it again with
+    GET /api/v1/replies/{message_id}/events, and only a Stop ends it early."""
+    allow(request, "POST")
     turn, stream = _turn_for(request)
-    events = aiter(turn)
-    try:
-        started = await anext(events)  # refusals come before the first event
-    except TurnError as error:
-        raise _refusal(error) from None
-    assert isinstance(started, TurnStarted)
+    reply = await replies.start(turn)  # a refusal is raised here, before anything started
     if stream:
-        response = StreamingHttpResponse(
-            batched(_sse(turn, events, started)), content_type="text/event-stream; charset=utf-8"
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
-        return cast(HttpResponse, response)  # api_view's type names HttpResponse only
-    result: TurnFinished | None = None
-    async with aclosing(turn):
-        async for event in events:
-            if isinstance(event, TurnFinished):
-                result = event
-    assert result is not None  # a started turn always ends with TurnFinished
-    if result.status == "error":
-        return JsonResponse(result.as_dict(), status=failed_status(result))
-    return JsonResponse(result.as_dict())
-
-
-def _event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
-
-async def _sse(turn: Turn, events: AsyncIterator[Any], started: TurnStarted) -> AsyncIterator[str]:
-    async with aclosing(turn):
-        yield _event(
-            "start",
-            {
-                "conversation_id": started.conversation_id,
-                "message_id": started.message_id,
-                "provider": started.provider,
-                "model": started.model,
-            },
-        )
-        async for event in events:
-            if isinstance(event, TextDelta):
-                # The hot path: one json.dumps of the text, no dict.
-                yield 'event: delta\ndata: {"text": ' + json.dumps(event.text) + "}\n\n"
-            elif isinstance(event, TurnFinished):
-                body = event.as_dict()
-                if event.status == "error":
-                    yield _event("error", body)
-                else:
-                    body["html"] = event.html
-                    yield _event("done", body)
+        return streaming.sse_response(streaming.reply_events(reply.follow()))
+    return chat_response(await reply.ended())
 
 
 # --- conversations -------------------------------------------------------------------------
@@ -183,6 +124,7 @@ def _message_json(message: Message) -> dict[str, Any]:
         "model": message.model,
         "usage": {"input_tokens": message.input_tokens, "output_tokens": message.output_tokens},
         "cost": str(message.cost),
+        "seq": message.seq,
         "ttft_ms": message.ttft_ms,
         "latency_ms": message.latency_ms,
         "created_at": message.created_at.isoformat(),
@@ -206,10 +148,10 @@ def _list_conversations(user: User, limit: int, offset: int) -> dict[str, Any]:
 
 @api_view
 async def conversations(request: HttpRequest) -> HttpResponse:
-    _allow(request, "GET")
-    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    return JsonResponse(await _list_conversations(_user(request), limit, offset))
+    allow(request, "GET")
+    limit = int_param(request, "limit", 50, 1, MAX_PAGE)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    return JsonResponse(await _list_conversations(user_of(request), limit, offset))
 
 
 def _not_found() -> ApiError:
@@ -231,15 +173,15 @@ def _conversation_detail(user: User, pk: int, limit: int, offset: int) -> dict[s
 
 @api_view
 async def conversation(request: HttpRequest, pk: int) -> HttpResponse:
-    _allow(request, "GET", "DELETE")
-    user = _user(request)
+    allow(request, "GET", "DELETE")
+    user = user_of(request)
     if request.method == "DELETE":
         deleted, _ = await Conversation.objects.filter(user=user, pk=pk).adelete()
         if not deleted:
             raise _not_found()
         return HttpResponse(status=204)
-    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = int_param(request, "limit", 50, 1, MAX_PAGE)
+    offset = int_param(request, "offset", 0, 0, 10**9)
     return JsonResponse(await _conversation_detail(user, pk, limit, offset))
 
 
@@ -285,9 +227,9 @@ def _usage(user: User, days: int) -> dict[str, Any]:
 
 @api_view
 async def usage(request: HttpRequest) -> HttpResponse:
-    _allow(request, "GET")
-    days = _int_param(request, "days", 30, 1, MAX_DAYS)
-    return JsonResponse(await _usage(_user(request), days))
+    allow(request, "GET")
+    days = int_param(request, "days", 30, 1, MAX_DAYS)
+    return JsonResponse(await _usage(user_of(request), days))
 
 
 # --- health (no authentication) -----------------------------------------------------------
@@ -335,8 +277,7 @@ async def health(request: HttpRequest) -> HttpResponse:
     if not failing:
         return JsonResponse(body)
     body["status"] = "error"
-    body["error"] = {
-        "code": "internal",
-        "message": f"Not working: {', '.join(n.replace('_', ' ') for n in failing)}.",
-    }
+    body["error"] = TurnError(
+        "internal", f"Not working: {', '.join(n.replace('_', ' ') for n in failing)}."
+    ).as_dict()
     return JsonResponse(body, status=503)

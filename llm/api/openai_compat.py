@@ -7,7 +7,9 @@ shape, `{"error": {"message", "type", "param", "code"}}`, with an `x-should-retr
 header so that the SDKs do not retry what cannot succeed.
 
 This is the path the benchmark hammers: one token lookup, the engine's two trips,
-and per token one `json.dumps` of the text between two constant strings.
+and per token one `json.dumps` of the text between two constant strings. Unlike
+/api/v1/chat, a reply here ends with its request: a client that disconnects stops
+it, as OpenAI's API does, and the text so far is stored as `stopped`.
 """
 
 from __future__ import annotations
@@ -15,22 +17,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import aclosing
 from functools import wraps
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiToken, User
+from llm import replies
 from llm.api.base import bearer_token
-from llm.api.streaming import batched
+from llm.api.streaming import sse_response
+from llm.events import TextDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import ProviderConfig
 from llm.providers import registry
-from llm.providers.base import ChatMessage, TextDelta
-from llm.turn_trips import db_trip
-from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
+from llm.providers.base import ChatMessage
+from llm.turns import Turn, run_turn
 
 # Coppertone's error codes as OpenAI's (HTTP status, type, code) and whether retrying helps.
 ERRORS: dict[str, tuple[int, str, str, bool]] = {
@@ -51,13 +53,18 @@ ERRORS: dict[str, tuple[int, str, str, bool]] = {
 }
 
 AsyncView = Callable[..., Coroutine[Any, Any, HttpResponse]]
-_token_user = sync_to_async(db_trip(ApiToken.authenticate), thread_sensitive=False)
 
 
-class OpenAIError(Exception):
-    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.retry_after = code, message, retry_after
+class OpenAIError(TurnError):
+    """A TurnError in OpenAI's error shape, with its status and retry hint."""
+
+    @classmethod
+    def of(cls, error: TurnError) -> OpenAIError:
+        return (
+            error
+            if isinstance(error, OpenAIError)
+            else cls(error.code, error.message, retry_after=error.retry_after)
+        )
 
     def body(self) -> dict[str, Any]:
         _status, kind, code, _retry = ERRORS.get(self.code, ERRORS["internal"])
@@ -80,7 +87,7 @@ def openai_view(view: AsyncView) -> AsyncView:
         # /v1/ runs without middleware (llm/api/asgi.py): check ALLOWED_HOSTS here.
         request.get_host()
         raw = bearer_token(request)
-        user = await _token_user(raw) if raw else None
+        user = await ApiToken.aauthenticate(raw) if raw else None
         if user is None:
             return OpenAIError(
                 "unauthenticated",
@@ -91,14 +98,10 @@ def openai_view(view: AsyncView) -> AsyncView:
         request.user = user
         try:
             return await view(request, *args, **kwargs)
-        except OpenAIError as error:
-            return error.response()
+        except TurnError as error:
+            return OpenAIError.of(error).response()
 
     return csrf_exempt(wrapper)
-
-
-def _from(error: TurnError) -> OpenAIError:
-    return OpenAIError(error.code, error.message, retry_after=error.retry_after)
 
 
 # --- the request ---------------------------------------------------------------------------
@@ -205,43 +208,25 @@ def _turn(request: HttpRequest) -> tuple[Turn, dict[str, Any]]:
 
 @openai_view
 async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """OpenAI's semantics: a client that goes away stops its reply (text so far kept)."""
     if request.method != "POST":
         raise OpenAIError("bad_request", "Use POST.")
     turn, data = _turn(request)
-    events = aiter(turn)
-    try:
-        started = await anext(events)
-    except TurnError as error:
-        raise _from(error) from None
-    assert isinstance(started, TurnStarted)
-    name = f"{started.provider}/{started.model}"
     if data.get("stream"):
+        reply = await replies.start(turn)
         options = data.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        response = StreamingHttpResponse(
-            batched(_chunks(turn, events, started, name, usage)),
-            content_type="text/event-stream",
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response  # type: ignore[return-value]
-    result: TurnFinished | None = None
-    async with aclosing(turn):
-        async for event in events:
-            if isinstance(event, TurnFinished):
-                result = event
-    assert result is not None
+        return sse_response(_chunks(reply, usage))
+    async with replies.owned(turn) as reply:
+        result = await reply.ended()
     if result.status == "error":
-        failure = result.error or {}
-        return OpenAIError(
-            failure.get("code", "provider_error"), failure.get("message", "The reply failed.")
-        ).response()
+        raise OpenAIError.of(result.failure())
     return JsonResponse(
         {
             "id": f"chatcmpl-{result.message_id}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": name,
+            "model": f"{result.provider}/{result.model}",
             "choices": [
                 {
                     "index": 0,
@@ -263,29 +248,25 @@ def _usage(result: TurnFinished) -> dict[str, int]:
     }
 
 
-async def _chunks(
-    turn: Turn, events: AsyncIterator[Any], started: TurnStarted, name: str, usage: bool
-) -> AsyncIterator[str]:
+async def _chunks(reply: replies.Reply, usage: bool) -> AsyncIterator[str]:
     """`chat.completion.chunk` frames; a delta is its text between two constant strings."""
-    envelope = (
-        f'data: {{"id":"chatcmpl-{started.message_id}","object":"chat.completion.chunk",'
-        f'"created":{int(time.time())},"model":{json.dumps(name)},"system_fingerprint":null,'
-        '"choices":'
-    )
-    head = envelope + '[{"index":0,"delta":{"content":'
-    tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
-    async with aclosing(turn):
-        yield head + '"","role":"assistant"' + tail
-        async for event in events:
-            if isinstance(event, TextDelta):
+    try:
+        async for _seq, event in reply.follow():
+            if isinstance(event, TurnStarted):
+                name = json.dumps(f"{event.provider}/{event.model}")
+                envelope = (
+                    f'data: {{"id":"chatcmpl-{event.message_id}","object":"chat.completion.chunk",'
+                    f'"created":{int(time.time())},"model":{name},"system_fingerprint":null,'
+                    '"choices":'
+                )
+                head = envelope + '[{"index":0,"delta":{"content":'
+                tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
+                yield head + '"","role":"assistant"' + tail
+            elif type(event) is TextDelta:
                 yield head + json.dumps(event.text) + tail
             elif isinstance(event, TurnFinished):
                 if event.status == "error":
-                    error = event.error or {}
-                    body = OpenAIError(
-                        error.get("code", "provider_error"), error.get("message", "")
-                    ).body()
-                    yield f"data: {json.dumps(body)}\n\n"
+                    yield f"data: {json.dumps(OpenAIError.of(event.failure()).body())}\n\n"
                     return
                 finish = json.dumps(event.finish_reason)
                 yield (
@@ -295,6 +276,8 @@ async def _chunks(
                 if usage:
                     yield f'{envelope}[],"usage":{json.dumps(_usage(event))}}}\n\n'
         yield "data: [DONE]\n\n"
+    finally:
+        await reply.stop_and_wait()  # a client that left stops its reply (OpenAI's way)
 
 
 # --- GET /v1/models ------------------------------------------------------------------------------

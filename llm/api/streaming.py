@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from django.http import HttpResponse, StreamingHttpResponse
+
+from llm.events import Event, TextDelta, TurnFinished, TurnStarted
 
 
 async def batched(frames: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -52,3 +58,35 @@ async def batched(frames: AsyncIterator[str]) -> AsyncIterator[str]:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+
+
+def sse(name: str, data: dict[str, Any], seq: int | None = None) -> str:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+async def reply_events(items: AsyncIterator[tuple[int, Event]]) -> AsyncIterator[str]:
+    """A reply's events as SSE (docs/api.md): `start`, `delta`…, `done` or `error`, each
+    with `id: <seq>` so that a client resumes with Last-Event-ID."""
+    async for seq, event in items:
+        if type(event) is TextDelta:
+            # The hot path: one json.dumps of the text, no dict.
+            yield f'id: {seq}\nevent: delta\ndata: {{"text": {json.dumps(event.text)}}}\n\n'
+        elif isinstance(event, TurnStarted):
+            yield sse("start", event.as_dict(), seq)
+        elif isinstance(event, TurnFinished):
+            body = event.as_dict()
+            if event.status == "error":
+                yield sse("error", body, seq)
+            else:
+                body["html"] = event.html
+                yield sse("done", body, seq)
+
+
+def sse_response(frames: AsyncIterator[str]) -> HttpResponse:
+    response = StreamingHttpResponse(
+        batched(frames), content_type="text/event-stream; charset=utf-8"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    return cast(HttpResponse, response)  # the views' types name HttpResponse only

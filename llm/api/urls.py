@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.urls import path
 
 from accounts import api as tokens_api
-from llm.api import chat, openai_compat, providers
+from llm.api import chat, openai_compat, providers, replies
 
 urlpatterns = [
     path("chat", chat.chat, name="api_chat"),
+    path("replies/<int:message_id>/events", replies.reply_events, name="api_reply_events"),
+    path("replies/<int:message_id>/stop", replies.reply_stop, name="api_reply_stop"),
     path("conversations", chat.conversations, name="api_conversations"),
     path("conversations/<int:pk>", chat.conversation, name="api_conversation"),
     path("usage", chat.usage, name="api_usage"),

@@ -22,7 +22,8 @@
     attempts: 0,
     reconnectTimer: null,
     started: false,      // the panel has been opened once on this page
-    reply: null          // the reply that is streaming: {li, body, text, messageId, userLi, userText, clientId, gotStart}
+    reply: null,         // the reply that is streaming: {li, body, text, messageId, seq, userLi, userText, clientId, gotStart}
+    attachOnOpen: false  // the socket dropped (or is not open yet) while a reply streams
   };
 
   // --- persistence: which conversation and model, and whether the panel was open ---
@@ -189,7 +190,36 @@
       setTitle(head.dataset.title);
       enhance(log);
       toBottom();
+      var streaming = log.querySelectorAll(".msg-assistant.msg-streaming[data-seq]");
+      if (streaming.length) adopt(streaming[streaming.length - 1]);
     });
+  }
+
+  // A reply still being written when the page loaded (another page, tab or worker asked
+  // for it): show it streaming and follow it on from the text the page already has.
+  function adopt(li) {
+    if (state.reply) return;
+    var body = li.querySelector(".msg-body");
+    var userLi = li.previousElementSibling;
+    while (userLi && !userLi.classList.contains("msg-user")) userLi = userLi.previousElementSibling;
+    var meta = li.querySelector(".msg-meta");
+    if (meta) while (meta.children.length > 1) meta.lastElementChild.remove();
+    var existing = body.textContent;
+    body.textContent = "";
+    state.reply = { li: li, body: body, text: existing ? body.appendChild(document.createTextNode(existing)) : null,
+                    messageId: Number(li.dataset.messageId), seq: Number(li.dataset.seq) || 0,
+                    userLi: userLi, userText: userLi ? userLi.querySelector(".msg-body").textContent : "",
+                    clientId: null, gotStart: true };
+    setStreaming(true);
+    attach();
+  }
+
+  function attach() {
+    var reply = state.reply;
+    if (!reply || !reply.messageId) return;
+    if (!socketReady()) { state.attachOnOpen = true; return; }
+    state.attachOnOpen = false;
+    state.socket.send(JSON.stringify({ type: "attach", message_id: reply.messageId, after: reply.seq }));
   }
 
   // --- copy buttons on code blocks ---
@@ -243,6 +273,7 @@
     socket.onopen = function () {
       state.attempts = 0;
       setConn("online", "Connected");
+      if (state.attachOnOpen) attach();  // pick the reply up where this page left it
     };
     socket.onmessage = function (e) {
       var frame;
@@ -252,9 +283,11 @@
     socket.onclose = function () {
       if (state.socket !== socket) return;
       state.socket = null;
-      if (state.reply) {
+      if (state.reply && state.reply.messageId) {
+        state.attachOnOpen = true;  // the reply runs on in the server: follow it again
+      } else if (state.reply) {
         failReply({ code: "disconnected",
-          message: "The connection dropped. What arrived so far is saved; try again." });
+          message: "The connection dropped before the reply began; try again." });
       }
       var wait = Math.min(30000, 500 * Math.pow(2, state.attempts)) * (0.75 + Math.random() / 2);
       state.attempts += 1;
@@ -307,8 +340,8 @@
     body.appendChild(typing);
     li.appendChild(body);
     log.appendChild(li);
-    state.reply = { li: li, body: body, text: null, messageId: null, userLi: userLi, userText: text,
-                    clientId: clientId, gotStart: false };
+    state.reply = { li: li, body: body, text: null, messageId: null, seq: 0, userLi: userLi,
+                    userText: text, clientId: clientId, gotStart: false };
     setStreaming(true);
     announce("Sent. The assistant is typing.");
     state.socket.send(JSON.stringify({
@@ -320,8 +353,13 @@
   }
 
   function stop() {
-    if (!state.reply) return;
-    if (socketReady()) state.socket.send('{"type":"stop"}');
+    var reply = state.reply;
+    if (!reply) return;
+    if (socketReady()) {
+      // By id once it is known: the reply may have been started by another page or tab.
+      state.socket.send(reply.messageId ? JSON.stringify({ type: "stop", message_id: reply.messageId })
+                                        : '{"type":"stop"}');
+    }
     sendBtn.disabled = true;
     sendBtn.textContent = "Stopping…";
   }
@@ -349,6 +387,10 @@
   // --- frames from the server ---
   function handle(frame) {
     var reply = state.reply;
+    if (reply && frame.seq && frame.message_id === reply.messageId) {
+      if (frame.seq <= reply.seq) return;  // already shown (a replay after a reconnect)
+      reply.seq = frame.seq;
+    }
     if (frame.type === "delta") {
       if (!reply || frame.message_id !== reply.messageId) return;
       if (reply.text === null) {
@@ -361,8 +403,9 @@
       reply.text.appendData(frame.text);
       if (stick) toBottom();
     } else if (frame.type === "start") {
-      if (!reply) return;
+      if (!reply || reply.gotStart) return;
       reply.messageId = frame.message_id;
+      reply.seq = frame.seq || 1;
       reply.gotStart = true;
       reply.li.dataset.messageId = frame.message_id;
       if (state.conversationId !== frame.conversation_id) {
@@ -376,7 +419,7 @@
       meta.appendChild(el("span", null, frame.model || frame.provider));
       reply.li.appendChild(meta);
     } else if (frame.type === "done") {
-      if (!reply) return;
+      if (!reply || frame.message_id !== reply.messageId) return;
       finishReply(frame);
     } else if (frame.type === "error") {
       if (reply && (frame.message_id === null || frame.message_id === reply.messageId)) {
@@ -398,6 +441,7 @@
     var reply = state.reply;
     state.reply = null;
     reply.body.classList.remove("streaming");
+    reply.li.classList.remove("msg-streaming");
     if (frame.html) {
       // The one HTML insertion: markdown rendered and sanitized (nh3) on the server.
       reply.body.innerHTML = frame.html;
@@ -430,6 +474,7 @@
       return;
     }
     reply.body.classList.remove("streaming");
+    reply.li.classList.remove("msg-streaming");
     if (reply.text === null) {
       reply.body.textContent = "";
       reply.body.appendChild(el("em", "muted", "No text arrived."));

@@ -180,11 +180,12 @@ def test_v1_refuses_a_host_not_in_allowed_hosts(coppertone_url: str) -> None:
     assert connection.getresponse().status == 400
 
 
-def test_sse_chat_client_leaving_stops_the_turn(
+def test_sse_chat_client_leaving_lets_the_reply_finish(
     sdk: openai.OpenAI, fake_openai: FakeOpenAI, coppertone_url: str
 ) -> None:
-    # /api/v1/chat runs through the whole middleware stack, unlike /v1.
-    fake_openai.reply(chunks=[f"w{i} " for i in range(200)], delay=0.05)
+    # Unlike /v1, a reply asked for on /api/v1/chat outlives the request.
+    words = [f"w{i} " for i in range(30)]
+    fake_openai.reply(chunks=words, delay=0.03)
     parts = urlsplit(coppertone_url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     connection.request(
@@ -201,8 +202,7 @@ def test_sse_chat_client_leaving_stops_the_turn(
             deltas += 1
     connection.close()  # the browser tab goes away
 
-    assert fake_openai.wait_closed(3.0), "the upstream request was not closed"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     reply = None
     while time.monotonic() < deadline:
         with contextlib.suppress(OperationalError):
@@ -210,5 +210,5 @@ def test_sse_chat_client_leaving_stops_the_turn(
             if reply.status != "streaming":
                 break
         time.sleep(0.2)
-    assert reply is not None and reply.status == "stopped"
-    assert reply.content.startswith("w0 w1 w2 ")
+    assert reply is not None and reply.status == "complete"
+    assert reply.content == "".join(words)

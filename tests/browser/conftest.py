@@ -121,6 +121,19 @@ class LiveServer:
         while self.active and time.monotonic() < deadline:
             time.sleep(0.02)
 
+    def end_replies(self) -> None:
+        """Stop the replies a test left running (they outlive its pages), stored as
+        stopped, so that none writes to the database after the test."""
+        loop = self.server_loop
+        if loop is None or loop.is_closed():
+            return
+        from llm import replies
+
+        async def end() -> None:
+            await replies.runner().shutdown(grace=0)
+
+        asyncio.run_coroutine_threadsafe(end(), loop).result(15)
+
     def drop_sockets(self) -> int:
         """Cut every open WebSocket's TCP connection, as a network drop or a restart would."""
         loop = self.server_loop
@@ -161,6 +174,7 @@ def asgi_server(_live_server: LiveServer, live_url: str) -> LiveServer:
 def live_url(_live_server: LiveServer, transactional_db: None) -> Iterator[str]:
     yield _live_server.url
     _live_server.wait_idle()
+    _live_server.end_replies()
 
 
 @pytest.fixture(scope="module")

@@ -158,12 +158,11 @@ def test_usable_at_phone_width(
     expect(page.get_by_role("button", name="Chat", exact=True)).to_be_focused()
 
 
-def test_typing_indicator_then_reconnect_after_the_connection_drops(
+def test_typing_indicator_then_the_reply_survives_a_dropped_connection(
     page: Any, live_url: str, asgi_server: Any, alice: User, openai_for_alice: FakeOpenAI
 ) -> None:
-    words = [f"slow{i} " for i in range(100)]
+    words = [f"slow{i} " for i in range(40)]
     openai_for_alice.reply("".join(words), chunks=words, delay=0.1, first_byte_delay=0.8)
-    openai_for_alice.reply("Back again.")  # for the retry
     sign_in(page, live_url, "alice")
     open_widget(page)
     box = page.get_by_role("textbox", name="Message")
@@ -175,17 +174,13 @@ def test_typing_indicator_then_reconnect_after_the_connection_drops(
     expect(page.locator(".typing")).to_have_count(0)
 
     assert asgi_server.drop_sockets() == 1
-    alert = page.get_by_role("alert")
-    expect(alert).to_contain_text("connection dropped")
     expect(page.locator("#cw-conn")).to_contain_text("Offline")
     expect(page.locator("#cw-conn")).to_have_text("Connected", timeout=8000)
-    assert openai_for_alice.wait_closed(2)
+    # The reply ran on in the server; the widget follows it again from where it was.
+    expect(page.locator(".msg-assistant .msg-meta").last).to_contain_text(" out", timeout=15_000)
     row = Message.objects.get(role="assistant")
-    assert row.status == "stopped"
-    assert row.content.startswith("slow0 slow1")
-
-    alert.get_by_role("button", name="Retry").click()
-    expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Back again.")
+    assert row.status == "complete"
+    assert reply.inner_text().strip() == row.content.strip() == "".join(words).strip()
 
 
 def test_conversations_page_open_continue_and_delete(

@@ -3,66 +3,16 @@ against the fake OpenAI server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.test import Client
 
 from accounts.models import User
-from coppertone.asgi import application
 from llm.models import Conversation, Message, ProviderConfig
+from tests.consumers.conftest import TIMEOUT, Connect, open_socket
 from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://127.0.0.1")
-TIMEOUT = 5
-
-
-def _session_cookie(user: User) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
-async def open_socket(user: User | None, origin: tuple[bytes, bytes] = ORIGIN) -> Any:
-    headers = [origin, (b"host", b"127.0.0.1")]
-    if user is not None:
-        cookie = await sync_to_async(_session_cookie)(user)
-        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
-    return WebsocketCommunicator(application, "/ws/chat/", headers=headers)
-
-
-Connect = Callable[[User], Coroutine[Any, Any, Any]]
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    """Open a signed-in socket; every socket a test opens is closed after it."""
-    opened: list[Any] = []
-
-    async def _connect(user: User) -> Any:
-        socket = await open_socket(user)
-        connected, _ = await socket.connect(timeout=TIMEOUT)
-        assert connected
-        opened.append(socket)
-        return socket
-
-    yield _connect
-    for socket in opened:
-        await socket.disconnect(timeout=TIMEOUT)
-
-
-@pytest.fixture
-def openai_for_alice(alice: User, fake_openai: FakeOpenAI) -> FakeOpenAI:
-    config = ProviderConfig(user=alice, kind="openai", base_url=fake_openai.base_url)
-    config.set_api_key(fake_openai.api_key)
-    config.save()
-    return fake_openai
 
 
 def send_frame(text: str, **extra: Any) -> dict[str, Any]:
@@ -169,22 +119,6 @@ async def test_stop_right_after_send_leaves_nothing_streaming(
     assert end["status"] == "stopped"
     assert "Too late" not in text_of(frames)
     assert await Message.objects.filter(status="streaming").acount() == 0
-
-
-async def test_closing_the_socket_closes_the_upstream_request(
-    alice: User, openai_for_alice: FakeOpenAI, connect: Connect
-) -> None:
-    openai_for_alice.reply("word " * 200, chunks=["word "] * 200, delay=0.05)
-    socket = await connect(alice)
-    await socket.send_json_to(send_frame("Talk for a while"))
-    start = await receive(socket)
-    await receive(socket)  # a first token: the upstream stream is open
-
-    await socket.disconnect()
-    assert await openai_for_alice.closed(2)
-    row = await reply_row(start["message_id"])
-    assert row.status == "stopped"
-    assert row.content.startswith("word ")
 
 
 async def test_bob_cannot_send_into_alices_conversation(

@@ -31,3 +31,8 @@ def _fresh_limits(settings: Any) -> None:
     cache.clear()
     pricing.clear_cache()
     settings.LLM_MAX_RETRIES = 0
+
+
+@pytest.fixture(autouse=True)
+def _replies_end(replies_end: None) -> None:
+    pass

@@ -14,9 +14,10 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from accounts.models import User
+from llm.events import TextDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import Conversation, DailyUsage, Message, ModelPrice
-from llm.providers.base import TextDelta
-from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn, sweep_interrupted
+from llm.turn_trips import sweep_interrupted
+from llm.turns import Turn, run_turn
 from tests.engine.conftest import configure
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -87,7 +88,7 @@ async def test_user_message_survives_a_provider_error(alice: User, fake_openai: 
     *_, finished = await collect(run_turn(alice, "Are you there?", provider="openai"))
 
     assert finished.status == "error"
-    assert finished.error["code"] == "provider_unavailable"
+    assert finished.error.code == "provider_unavailable"
     user_msg, reply = await messages(finished.conversation_id)
     assert user_msg.content == "Are you there?"
     assert reply.status == "error" and reply.error_code == "provider_unavailable"
@@ -396,7 +397,7 @@ async def test_a_key_that_no_longer_decrypts_asks_for_it_again(
     await copy_bobs_key_to_alice()
     *_, finished = await collect(run_turn(alice, "Hi", provider="openai"))
 
-    assert finished.status == "error" and finished.error["code"] == "not_configured"
-    assert "enter it again in Settings" in finished.error["message"]
-    assert fake_openai.api_key not in finished.error["message"]
+    assert finished.status == "error" and finished.error.code == "not_configured"
+    assert "enter it again in Settings" in finished.error.message
+    assert fake_openai.api_key not in finished.error.message
     assert fake_openai.chat_requests == []

@@ -90,7 +90,8 @@ async def test_device_gets_a_streamed_reply_and_history_carries_over(
     frames = await device.ask(
         token=alice_token, message="Is tea ready?", session="morning", request_id="r1"
     )
-    assert [f["type"] for f in frames] == ["delta", "delta", "delta", "done"]
+    # Deltas that arrive together may be published as one.
+    assert {f["type"] for f in frames[:-1]} == {"delta"} and frames[-1]["type"] == "done"
     assert "".join(f["text"] for f in frames[:-1]) == "Tea is ready."
     assert all(f["request_id"] == "r1" for f in frames)
     assert frames[-1]["status"] == "complete" and frames[-1]["content"] == "Tea is ready."

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from contextlib import aclosing
 from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
-from llm.providers.base import TextDelta
-from llm.turns import Turn, TurnError, TurnFinished, TurnStarted, run_turn
+from llm import replies
+from llm.events import TextDelta, TurnError, TurnFinished, TurnStarted
+from llm.turns import Turn, run_turn
 
 
 class Command(BaseCommand):
@@ -104,9 +104,10 @@ class Command(BaseCommand):
 
     async def _stream(self, turn: Turn) -> None:
         write, flush = self.stdout.write, self.stdout.flush
-        async with aclosing(turn):
-            async for event in turn:
-                if isinstance(event, TextDelta):
+        # owned: Ctrl-C (which cancels this task) stops the reply and keeps its text.
+        async with replies.owned(turn) as reply:
+            async for _seq, event in reply.follow():
+                if type(event) is TextDelta:
                     write(event.text, ending="")
                     flush()
                 elif isinstance(event, TurnStarted):
@@ -116,7 +117,7 @@ class Command(BaseCommand):
     def _report(self, result: TurnFinished) -> None:
         self.stdout.write("")
         if result.error:
-            self.stderr.write(f"[{result.error['code']}] {result.error['message']}")
+            self.stderr.write(f"[{result.error.code}] {result.error.message}")
         self.stderr.write(
             f"[{result.provider}/{result.model} · {result.input_tokens} in, "
             f"{result.output_tokens} out · ${result.cost} · {result.latency_ms / 1000:.1f} s · "

@@ -1,0 +1,113 @@
+"""What a reply is made of, for every transport: its events and its one error type.
+
+A reply's log is `TurnStarted`, `TextDelta`…, then `TurnFinished` (complete, stopped
+or failed). A turn refused before it starts raises `TurnError` and has no log. Every
+transport builds its error body from `TurnError.as_dict()`, so the words and the
+fields are the same on the WebSocket, HTTP, SSE and MQTT (docs/api.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from llm.providers.base import ProviderError, TextDelta
+
+__all__ = ["Event", "TextDelta", "TurnError", "TurnFinished", "TurnStarted"]
+
+INTERNAL_MESSAGE = "Something went wrong on our side; your message is kept. Try again."
+
+
+class TurnError(Exception):
+    """Something a person is told, as `{"code", "message", "retry_after"?}`.
+
+    Raised before a turn starts (nothing was streamed or stored); carried on a
+    `TurnFinished` whose reply failed.
+    """
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            body["retry_after"] = round(self.retry_after)
+        return body
+
+    @classmethod
+    def from_provider(cls, exc: ProviderError) -> TurnError:
+        return cls(exc.code, exc.message, retry_after=exc.retry_after)
+
+    @classmethod
+    def internal(cls) -> TurnError:
+        return cls("internal", INTERNAL_MESSAGE)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TurnError) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.message))
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    conversation_id: int
+    message_id: int
+    user_message_id: int
+    provider: str
+    model: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+            "provider": self.provider,
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    conversation_id: int
+    message_id: int
+    status: str  # complete | stopped | error
+    content: str
+    html: str  # sanitized markdown; "" when the transport asked for none
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    ttft_ms: float | None
+    latency_ms: float
+    error: TurnError | None  # when status == "error"
+    finish_reason: str = "stop"  # the provider's: "stop", "length", ...
+
+    def as_dict(self) -> dict[str, Any]:
+        """The chat response body of docs/api.md (`error` only on a failed reply)."""
+        body: dict[str, Any] = {
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+            "content": self.content,
+            "provider": self.provider,
+            "model": self.model,
+            "status": self.status,
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
+            "cost": str(self.cost),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
+            "latency_ms": round(self.latency_ms, 1),
+        }
+        if self.error is not None:
+            body["error"] = self.error.as_dict()
+        return body
+
+    def failure(self) -> TurnError:
+        """Why a failed reply failed (a generic provider error if nothing was recorded)."""
+        return self.error or TurnError("provider_error", "The reply failed.")
+
+
+Event = TurnStarted | TextDelta | TurnFinished
