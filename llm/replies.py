@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
 from decimal import Decimal
+from types import FrameType
 from typing import Any
 
 from django.conf import settings
@@ -175,6 +178,7 @@ class Runner:
         self._listening: asyncio.Future[None] | None = None
         self._last_flush = 0.0
         self._closing = False
+        self._shutdown: asyncio.Future[None] | None = None
 
     # --- starting ------------------------------------------------------------------------
 
@@ -393,7 +397,12 @@ class Runner:
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Let running replies finish for up to `grace` seconds, stop the rest (stored as
-        `stopped`), and write their ends to the shared log."""
+        `stopped`), and write their ends to the shared log. Later calls wait for the first."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._shut_down(grace))
+        await asyncio.shield(self._shutdown)
+
+    async def _shut_down(self, grace: float) -> None:
         self._closing = True
         running = [r.task for r in self.running()]
         if running:
@@ -412,7 +421,8 @@ class Runner:
                     await helper
         if self.log is not None:
             await self.log.close()
-        _runners.pop(asyncio.get_running_loop(), None)
+        if _runners.get(asyncio.get_running_loop()) is self:
+            del _runners[asyncio.get_running_loop()]
 
 
 async def _one(seq: int, event: Event) -> AsyncIterator[Item]:
@@ -499,14 +509,38 @@ async def owned(turn: Turn) -> AsyncIterator[Reply]:
 
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """ASGI lifespan: on shutdown (uvicorn's SIGTERM), end this worker's replies cleanly."""
+    """ASGI lifespan: a worker asked to stop (SIGTERM) ends its replies cleanly.
+
+    The shutdown starts at the signal itself, not at the lifespan's shutdown event:
+    uvicorn sends that only once every connection has closed, and a follower's socket
+    stays open until its reply ends, so the replies must end first.
+    """
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            _end_replies_on_sigterm(asyncio.get_running_loop())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            found = _runners.get(asyncio.get_running_loop())
-            if found is not None:
-                await found.shutdown(settings.LLM_SHUTDOWN_GRACE_SECONDS)
+            await runner().shutdown(settings.LLM_SHUTDOWN_GRACE_SECONDS)
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _end_replies_on_sigterm(loop: asyncio.AbstractEventLoop) -> None:
+    """Chain onto the server's SIGTERM handler: it stops accepting, this ends replies."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers (a server run in a test thread)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(_begin_shutdown, loop)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _begin_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    found = _runners.get(loop)
+    if found is not None:
+        asyncio.ensure_future(found.shutdown(settings.LLM_SHUTDOWN_GRACE_SECONDS))
