@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.core import signing
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from llm import crypto
+from llm.events import TurnError
 from llm.models import ProviderConfig
 from llm.providers.base import Credentials, Provider, ProviderError
 
@@ -44,8 +46,8 @@ class Check:
     # Signed proof that these connection values worked, carried by the edit form to Save.
     token: str = ""
 
-    def error(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def error(self) -> dict[str, Any]:
+        return TurnError(self.code, self.message).as_dict()
 
 
 def credentials(config: ProviderConfig) -> Credentials:

@@ -130,7 +130,7 @@ def _message_json(message: Message) -> dict[str, Any]:
         "created_at": message.created_at.isoformat(),
     }
     if message.status == Message.Status.ERROR:
-        body["error"] = {"code": message.error_code, "message": message.error_message}
+        body["error"] = TurnError(message.error_code, message.error_message).as_dict()
     return body
 
 
