@@ -10,6 +10,8 @@ Modes:
 - `sse`: streaming POSTs (OpenAI `chat.completion.chunk` events): time to first byte,
   time to first token, tokens received per second, streams that ended with [DONE].
 - `ws`: Coppertone's WebSocket (`send` frames, `start`/`delta`/`done` back).
+- `ws_attach`, `ws_follow`: a reply started on one socket and followed from another,
+  perhaps on another process (bench/followers.py).
 - `ws_idle`: open `connections` signed-in WebSockets and hold them; prints
   `{"event": "warm"}` and `{"event": "ready"}` lines and waits for a line on stdin
   between phases, so the caller can read the server's memory at each point.
@@ -174,7 +176,12 @@ class Scenario:
             else None,
             "loadgen_cpu_s": cpu,
             "loadgen_cpu_share": cpu / (finished - self.window.opened),
+            **self.extra(measured),
         }
+
+    def extra(self, measured: float) -> dict[str, Any]:
+        """Figures of a mode beyond the common ones."""
+        return {}
 
     async def worker(self, session: aiohttp.ClientSession, index: int) -> None:
         if self.stagger:
@@ -408,6 +415,10 @@ async def hold_idle(spec: dict[str, Any]) -> dict[str, Any]:
 async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["mode"] == "ws_idle":
         return await hold_idle(spec)
+    if spec["mode"] in ("ws_attach", "ws_follow"):
+        from bench import followers  # builds on Scenario, so it is imported here, after it
+
+        return await followers.SCENARIOS[spec["mode"]](spec).run()
     return await Scenario(spec).run()
 
 

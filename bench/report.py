@@ -146,6 +146,43 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, Figure, bool]]:
             True,
         ),
     ]
+    for key, where in (("ws_attach", "same process"), ("ws_attach_cross", "other process")):
+        for p in ("p50", "p95"):
+            lines.append(
+                (
+                    f"WebSocket attach, {where}: first replayed frame {p} ms",
+                    key,
+                    at(key, "attach_ms", p),
+                    False,
+                )
+            )
+    follow = "ws_follow_cross"
+    lines += [
+        (
+            "WebSocket followers, other process: relayed chunks/s",
+            follow,
+            at(follow, "followers", "tokens_per_s"),
+            True,
+        ),
+        (
+            "WebSocket followers, other process: delta frames/s",
+            follow,
+            at(follow, "followers", "frames_per_s"),
+            True,
+        ),
+        (
+            "WebSocket followers: the starting sockets' chunks/s meanwhile",
+            follow,
+            at(follow, "tokens_per_s"),
+            True,
+        ),
+        (
+            "WebSocket followers: their end after the starting socket's, p50 ms",
+            follow,
+            at(follow, "followers", "end_lag_ms", "p50"),
+            False,
+        ),
+    ]
     for key, what in (("paced", "/v1 streams"), ("ws_paced", "WebSockets")):
         lines += [
             (f"paced {what}: complete", key, at(key, "complete"), True),
@@ -436,6 +473,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     if results.get("problems"):
         lines += ["", "problems:"] + [f"- {p}" for p in results["problems"]]
+    if results.get("skipped"):
+        lines += ["", "skipped:"] + [f"- {p}" for p in results["skipped"]]
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import coppertone, litellm_proxy, profile
+from bench import coppertone, litellm_proxy, profile, replies
 from bench.mock_upstream import reply_text
 from bench.procs import (
     HOST,
@@ -61,6 +61,16 @@ class Plan:
     # A count instead of a time window, where a busy machine must not leave a window empty.
     nonstream_requests: int | None = None
     profile: bool = False  # py-spy on the first server under the heaviest loads
+    # Attaching to a streaming reply: a paced reply, stopped once attached to.
+    attaches: int = 40
+    attach_tokens: int = 400
+    attach_delay_ms: float = 5.0
+    attach_after_seq: int = 20  # how far the starting socket has read when another attaches
+    # Following from another process: each of `follow_starters` sockets on the first
+    # process starts long replies, `follow_followers` sockets on the second follow each.
+    follow_starters: int = 4
+    follow_followers: int = 2
+    follow_tokens: int = 10000
 
 
 FULL = Plan(
@@ -103,6 +113,9 @@ SMOKE = Plan(
     litellm=False,
     local_model=False,
     nonstream_requests=12,
+    attaches=3,
+    attach_tokens=200,
+    attach_after_seq=5,
 )
 
 
@@ -352,6 +365,14 @@ class Run:
         )
         return result
 
+    def skip(self, side: str, keys: tuple[str, ...], what: str) -> None:
+        """A part this run cannot measure: said and recorded, not a problem."""
+        text = f"{side} {what}: skipped"
+        self.results.setdefault("skipped", []).append(text)
+        for key in keys:
+            self.results["sides"].setdefault(side, {})[key] = {"skipped": text}
+        self.say(f"  - {text}")
+
     def idle_sockets(self, side: Side) -> dict[str, Any]:
         n = self.plan.idle_sockets
         spec = {
@@ -410,6 +431,7 @@ class Run:
         self.step(side.name, "ws_ttft", lambda: self.first_token(side, ws=True))
         self.step(side.name, "ws_saturation", lambda: self.saturation(side, ws=True))
         self.step(side.name, "ws_paced", lambda: self.paced(side, ws=True))
+        self.step(side.name, "ws_attach", lambda: replies.attach(self, side, side))
         self.step(side.name, "ws_idle", lambda: self.idle_sockets(side))
         if self.plan.local_model and side.name == self.plan.servers[0]:
             self.step(side.name, "local_v1", lambda: self.local_through_hub(side))
@@ -565,6 +587,8 @@ class Run:
                 ws_headers={"Cookie": seeded["cookie"], "Origin": base},
             )
             self.measure_side(side, hub=True)
+            if server == self.plan.servers[0]:
+                replies.across(self, procs, env, server, side)
         except BenchError as exc:
             self.problem(server, exc)
         finally:

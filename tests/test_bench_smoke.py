@@ -3,8 +3,10 @@
 The figures of a smoke run mean nothing (tiny counts on a busy machine); what is
 checked is that every part ran: the mock answered, Coppertone started under uvicorn
 on a fresh database, relayed non-streaming and streaming /v1 requests and WebSocket
-turns with every stream complete, held idle sockets, counted its queries, and that
-the table and JSON were written and nothing was left running.
+turns with every stream complete, attached a second socket to a streaming reply, held
+idle sockets, counted its queries, and that the table and JSON were written and nothing
+was left running. The cross-process part needs PostgreSQL + Redis: a smoke run skips
+it and says so.
 """
 
 from __future__ import annotations
@@ -58,6 +60,21 @@ def test_smoke_streams_arrive_complete_over_v1_and_websocket(smoke: tuple[dict, 
         assert run["incomplete"] == 0
         assert run["ttft_ms"]["p95"] > 0
     assert sides["uvicorn"]["ws_ttft"]["ok"] == 3
+
+
+def test_smoke_attaches_a_second_socket_to_a_streaming_reply(smoke: tuple[dict, str]) -> None:
+    attach = smoke[0]["sides"]["uvicorn"]["ws_attach"]
+    assert attach["errors"] == 0, attach["error_samples"]
+    assert attach["ok"] == attach["attach_ms"]["n"] == 3
+    assert attach["replayed_tokens_p50"] > 0  # the first frame was a replay, not live
+
+
+def test_smoke_says_it_skipped_the_cross_process_part(smoke: tuple[dict, str]) -> None:
+    results, stdout = smoke
+    (skipped,) = results["skipped"]
+    assert "across processes" in skipped and "no REDIS_URL" in skipped
+    assert results["sides"]["uvicorn"]["ws_follow_cross"] == {"skipped": skipped}
+    assert f"- {skipped}" in stdout
 
 
 def test_smoke_holds_signed_in_idle_websockets(smoke: tuple[dict, str]) -> None:
