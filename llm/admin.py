@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from llm.models import Conversation, DailyUsage, Message, ModelPrice, ProviderConfig
 
@@ -14,6 +17,16 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     # The key itself is never shown: only the last 4 characters, read-only.
     readonly_fields = ("key_hint", "last_verified_at", "last_error", "created_at", "updated_at")
     exclude = ("encrypted_key", "key_id")
+    # Where a key is sent and whose it is belong to the key (llm/crypto.py): staff can
+    # never redirect a person's key, only the person, by entering it again.
+    owned_fields = ("user", "kind", "base_url", "api_version")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ProviderConfig | None = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields + self.owned_fields if obj is not None else fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a person's settings are theirs to create, with their own key
 
 
 class MessageInline(admin.TabularInline):

@@ -21,8 +21,8 @@ from llm.models import ProviderConfig
 from llm.providers.base import Credentials, Provider, ProviderError
 
 UNREADABLE_KEY = (
-    "The stored key can no longer be read (the server's encryption keys changed): "
-    "enter this key again."
+    "The stored key can no longer be read (the server's encryption keys changed, or its "
+    "address was changed without the key being entered again): enter this key again."
 )
 # How long a successful test from the edit form vouches for the values it tested.
 VERIFIED_TOKEN_MAX_AGE = 3600

@@ -4,7 +4,10 @@ LLM_ENCRYPTION_KEYS lists base64 keys of 32 bytes; the first encrypts, every one
 decrypts, so a new key can be put first, `manage.py rotate_llm_keys` run, and the
 old key removed. A key's id is derived from the key itself (the first 8 hex digits
 of its SHA-256), so operators only handle the keys. The associated data binds a
-ciphertext to its owner and provider: copied into another row, it fails to decrypt.
+ciphertext to its owner, its provider and where it is sent (base URL and API version):
+copied into another row, or left in a row whose address was changed by any path that
+did not seal the key again (the admin, SQL), it fails to decrypt. Where a key goes is
+part of the key.
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ def key_id_for(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:8]
 
 
-def associated_data(user_id: int, kind: str) -> bytes:
+def associated_data(user_id: int, kind: str, destination: str) -> bytes:
+    return f"coppertone:provider-key:v2:{user_id}:{kind}:{destination}".encode()
+
+
+def legacy_associated_data(user_id: int, kind: str) -> bytes:
+    """What keys were sealed with before the destination was bound (migration 0004)."""
     return f"coppertone:provider-key:{user_id}:{kind}".encode()
 
 

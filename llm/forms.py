@@ -182,6 +182,34 @@ class ProviderConfigForm(forms.ModelForm):
     def clean_api_version(self) -> str:
         return str(self.cleaned_data.get("api_version", "")).strip()
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        if self.redirects_stored_key():
+            self.add_error(
+                "api_key",
+                "You changed where this key is sent: paste the key again to send it to the "
+                "new address (a stored key only ever goes where it was entered).",
+            )
+        return cleaned
+
+    def redirects_stored_key(self) -> bool:
+        """Whether this would send the stored key somewhere new without it being re-entered.
+
+        The model refuses it too: a key is sealed with its destination (llm/crypto.py), so
+        a change made past this form (the admin, SQL) leaves the key unreadable instead.
+        """
+        instance = self.instance
+        if not instance.has_key or self.cleaned_data.get("api_key"):
+            return False
+        moved = [
+            name
+            for name in ("base_url", "api_version")
+            if name in self.fields
+            and name in self.cleaned_data
+            and self.cleaned_data[name] != getattr(instance, name)
+        ]
+        return bool(moved)
+
     def connection_changed(self) -> bool:
         """Whether saving changes where or as whom Coppertone connects."""
         if self.cleaned_data.get("api_key"):

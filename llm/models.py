@@ -80,8 +80,15 @@ class ProviderConfig(models.Model):
     def effective_base_url(self) -> str:
         return self.base_url or registry.spec(self.kind).default_base_url
 
+    @property
+    def destination(self) -> str:
+        """Where the key is sent, as stored (an empty base URL is the registry's default)."""
+        return f"{self.base_url}|{self.api_version}"
+
     def _aad(self) -> bytes:
-        return crypto.associated_data(self.user_id, self.kind)
+        # The destination is sealed with the key: a row whose address changed without
+        # the key being entered again cannot send the key anywhere (llm/crypto.py).
+        return crypto.associated_data(self.user_id, self.kind, self.destination)
 
     def set_api_key(self, plaintext: str) -> None:
         """Encrypt and store `plaintext`; keep only its last 4 characters in the clear."""

@@ -269,7 +269,8 @@ class Turn:
         except crypto.DecryptError:
             raise _KeyUnreadable(
                 f"Your saved {config.label} key can no longer be read (the server's "
-                f"encryption keys changed): enter it again in Settings ({SETTINGS_PAGE})."
+                "encryption keys changed, or its address was changed without it): enter it "
+                f"again in Settings ({SETTINGS_PAGE})."
             ) from None
 
     async def _store(

@@ -42,7 +42,7 @@ def test_round_trip_and_hint(alice: User, ring_key: str) -> None:
 
 def test_two_encryptions_of_one_key_differ(ring_key: str) -> None:
     ring = crypto.KeyRing.from_settings()
-    aad = crypto.associated_data(1, "openai")
+    aad = crypto.associated_data(1, "openai", "|")
     assert ring.encrypt(SECRET, aad).ciphertext != ring.encrypt(SECRET, aad).ciphertext
 
 
