@@ -4,9 +4,10 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import connection, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
@@ -14,6 +15,14 @@ from django.utils import timezone
 from llm import trips
 
 TOKEN_PREFIX = "cpt_"
+
+
+class UserManager(DjangoUserManager["User"]):
+    def create_superuser(
+        self, username: str, email: str | None = None, password: str | None = None, **extra: Any
+    ) -> User:
+        extra.setdefault("role", User.Role.ADMIN)
+        return super().create_superuser(username, email, password, **extra)
 
 
 class User(AbstractUser):
@@ -32,10 +41,11 @@ class User(AbstractUser):
         max_digits=10, decimal_places=2, null=True, blank=True, help_text="USD per month"
     )
 
+    objects: ClassVar[UserManager] = UserManager()
+
     def save(self, *args: object, **kwargs: object) -> None:
-        # Superusers created by createsuperuser arrive with is_superuser set: respect it.
-        if self.is_superuser and self.role != self.Role.ADMIN:
-            self.role = self.Role.ADMIN
+        # The role alone decides (createsuperuser sets it: UserManager below), so that
+        # an admin can be demoted.
         self.is_staff = self.role in (self.Role.STAFF, self.Role.ADMIN)
         self.is_superuser = self.role == self.Role.ADMIN
         super().save(*args, **kwargs)  # type: ignore[arg-type]

@@ -14,8 +14,10 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.forms import ApiTokenForm, SignupForm
 from accounts.models import ApiToken, User
+from accounts.throttle import throttled
 
 
+@throttled("signup", "accounts/signup.html")
 def signup(request: HttpRequest) -> HttpResponse:
     if not settings.SIGNUP_OPEN:
         raise Http404("Sign-up is closed on this site; ask an administrator for an account.")

@@ -146,7 +146,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-SIGNUP_OPEN: bool = env.bool("SIGNUP_OPEN", default=True)
+# Open sign-up only where someone chose it: on in development, off in production.
+SIGNUP_OPEN: bool = env.bool("SIGNUP_OPEN", default=DEBUG)
+# Sign-in and sign-up POSTs per client address and per account name (accounts/throttle.py).
+AUTH_RATE_LIMIT_PER_IP: str = env.str("AUTH_RATE_LIMIT_PER_IP", default="20/m")
+AUTH_RATE_LIMIT_PER_ACCOUNT: str = env.str("AUTH_RATE_LIMIT_PER_ACCOUNT", default="10/h")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -198,6 +202,14 @@ LLM_FIRST_BYTE_TIMEOUT: float = env.float("LLM_FIRST_BYTE_TIMEOUT", default=60.0
 LLM_IDLE_TIMEOUT: float = env.float("LLM_IDLE_TIMEOUT", default=60.0)
 LLM_MAX_RETRIES: int = env.int("LLM_MAX_RETRIES", default=2)
 LLM_MAX_RETRY_WAIT: float = env.float("LLM_MAX_RETRY_WAIT", default=10.0)
+# A reply ends at this many seconds however its bytes trickle in (each within the idle
+# timeout), and at the caps below: what a provider may send before it is cut off.
+LLM_TURN_DEADLINE_SECONDS: float = env.float("LLM_TURN_DEADLINE_SECONDS", default=600.0)
+LLM_MAX_SSE_LINE_BYTES: int = env.int("LLM_MAX_SSE_LINE_BYTES", default=1024 * 1024)
+LLM_MAX_EVENT_BYTES: int = env.int("LLM_MAX_EVENT_BYTES", default=1024 * 1024)
+LLM_MAX_REPLY_CHARS: int = env.int("LLM_MAX_REPLY_CHARS", default=1_000_000)
+# A non-streamed answer (a model list): refused, not read whole, when larger.
+LLM_MAX_BODY_BYTES: int = env.int("LLM_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 LLM_HISTORY_TOKENS: int = env.int("LLM_HISTORY_TOKENS", default=8000)
 LLM_MAX_MESSAGE_CHARS: int = env.int("LLM_MAX_MESSAGE_CHARS", default=32000)
 # Per user, for chat turns on every transport: "N/s", "N/m", "N/h" or "N/d".
@@ -213,3 +225,8 @@ LOCAL_MODEL_THREADS: int = env.int("LOCAL_MODEL_THREADS", default=0)
 LOCAL_MODEL_CONTEXT: int = env.int("LOCAL_MODEL_CONTEXT", default=2048)
 MQTT_URL: str = env.str("MQTT_URL", default="mqtt://127.0.0.1:1883")
 MQTT_TOPIC_PREFIX: str = env.str("MQTT_TOPIC_PREFIX", default="coppertone")
+# For mqtts:// brokers whose certificate is not signed by a system-trusted CA.
+MQTT_CA_FILE: str = env.str("MQTT_CA_FILE", default="")
+# Requests the bridge answers at once, and of those at most this many for one user.
+MQTT_MAX_CONCURRENT: int = env.int("MQTT_MAX_CONCURRENT", default=16)
+MQTT_MAX_CONCURRENT_PER_USER: int = env.int("MQTT_MAX_CONCURRENT_PER_USER", default=4)
