@@ -206,6 +206,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             reply = await replies.start(turn)
         except TurnError as error:
             await self._send_quietly(error_frame(error))
+            if error.code == "unauthenticated":  # deactivated since the socket opened
+                await self.close(code=4403)
             return
         self.started = reply
         if self.stop_when_started:  # Stop pressed before the reply had begun

@@ -15,15 +15,16 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.utils import timezone
 
+from accounts.models import User
 from llm.models import Conversation, Message, ProviderConfig
 
 INTERRUPTED = "interrupted by a server restart"
 
 
-def _table(model: type[Conversation] | type[Message] | type[ProviderConfig]) -> str:
+def _table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
@@ -38,20 +39,29 @@ CONFIG_FIELDS = (
 )  # fmt: skip
 
 
-def provider_config(user_id: int, kind: str) -> ProviderConfig | None:
-    """The person's settings for `kind`, with the fields a turn uses (key still sealed)."""
+def provider_config(user_id: int, kind: str) -> tuple[bool, ProviderConfig | None]:
+    """Whether the person's account is still active, and their settings for `kind` with
+    the fields a turn uses (key still sealed): one query for both.
+
+    The account is read here, not taken from the caller, because a socket keeps the
+    user it was opened with: a deactivated account must not chat on it.
+    """
+    columns = ", ".join(f"c.{name}" for name in CONFIG_FIELDS)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {', '.join(CONFIG_FIELDS)} FROM {_table(ProviderConfig)} "
-            "WHERE user_id = %s AND kind = %s",
-            [user_id, kind],
+            f"SELECT u.is_active, {columns} FROM {_table(User)} u "
+            f"LEFT JOIN {_table(ProviderConfig)} c ON c.user_id = u.id AND c.kind = %s "
+            "WHERE u.id = %s",
+            [kind, user_id],
         )
         row = cursor.fetchone()
-    if row is None:
-        return None
-    config = ProviderConfig(**dict(zip(CONFIG_FIELDS, row, strict=True)))
+    if row is None or not row[0]:
+        return False, None
+    if row[1] is None:  # no settings for this kind
+        return True, None
+    config = ProviderConfig(**dict(zip(CONFIG_FIELDS, row[1:], strict=True)))
     config.enabled = bool(config.enabled)  # SQLite hands back 0 or 1
-    return config
+    return True, config
 
 
 def insert_conversation(user_id: int, title: str, external_key: str, now: dt.datetime) -> int:

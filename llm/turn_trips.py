@@ -181,7 +181,11 @@ def _start_once(ask: Ask) -> Plan | Replay:
         limits.check_rate(ask.user.pk)
     except limits.LimitError as exc:
         raise _refused(exc) from None
-    config = turn_sql.provider_config(ask.user.pk, ask.kind)
+    active, config = turn_sql.provider_config(ask.user.pk, ask.kind)
+    if not active:
+        raise TurnError(
+            "unauthenticated", "This account has been deactivated: ask an administrator."
+        )
     _check_configured(ask.kind, config)
     spec = registry.spec(ask.kind)
     model = ask.model_name or (config.effective_model if config else spec.default_model)
