@@ -9,10 +9,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dot_env_is_ignored_by_git() -> None:
-    result = subprocess.run(
-        ["git", "check-ignore", "--no-index", "-q", ".env", ".env.production"], cwd=ROOT
-    )
-    assert result.returncode == 0
+    for name in (".env", ".env.production"):
+        result = subprocess.run(["git", "check-ignore", "--no-index", "-q", name], cwd=ROOT)
+        assert result.returncode == 0, name
 
 
 def test_dot_env_is_kept_out_of_the_docker_build_context() -> None:
