@@ -40,7 +40,7 @@ def alice_openai(alice: User, fake_openai: FakeOpenAI) -> ProviderConfig:
     return config
 
 
-def bearer(user: User) -> dict[str, str]:
+def bearer(user: User) -> dict[str, Any]:
     return {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.issue(user, 'stolen')[1]}"}
 
 

@@ -1,0 +1,49 @@
+"""Secrets out of text: every key shape the hub handles, replaced before a line is logged.
+
+`RedactSecrets` is a logging filter on every handler (coppertone/settings.py LOGGING), so
+a key that slips into a message, its arguments or a traceback (an upstream echoing it,
+a URL with a password, an exception holding a header) never reaches the log. Imports
+nothing from Django, so that providers may use `redact` too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MASK = "[redacted]"
+
+# Each shape keeps a short recognisable prefix so that a log still says what was there.
+_SHAPES = [
+    (re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}"), "sk-ant-" + MASK),
+    (re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{8,}"), "sk-" + MASK),
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"), "AIza" + MASK),
+    (re.compile(r"\bhf_[A-Za-z0-9]{8,}"), "hf_" + MASK),
+    (re.compile(r"\bcpt_[A-Za-z0-9_\-]{8,}"), "cpt_" + MASK),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}"), r"\1 " + MASK),
+    (re.compile(r"(?i)\b(x-api-key|api-key|x-goog-api-key)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{6,}"),
+     r"\1\2" + MASK),
+    # scheme://user:password@host
+    (re.compile(r"([a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@", re.IGNORECASE), r"\1" + MASK + "@"),
+]  # fmt: skip
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SHAPES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """Redacts the finished message, the traceback and the stack of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
