@@ -15,7 +15,7 @@ from django.core import signing
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from llm import crypto
+from llm import crypto, limits, trips
 from llm.events import TurnError
 from llm.models import ProviderConfig
 from llm.providers.base import Credentials, Provider, ProviderError
@@ -58,9 +58,31 @@ def credentials(config: ProviderConfig) -> Credentials:
         raise KeyUnreadable(UNREADABLE_KEY) from None
 
 
-async def run_check(provider: Provider, creds: Credentials, *, names: bool = False) -> Check:
+class Throttled(ProviderError):
+    """Not sent: the person's rate limit, which connection tests count like turns."""
+
+    code = "rate_limited"
+
+
+_check_rate = trips.trip(limits.check_rate)
+
+
+async def count_request(user_id: int) -> None:
+    """Count one outbound request on the person's command in the turns' rate window:
+    a test or a model list reaches the provider just as a message does."""
+    try:
+        await _check_rate(user_id)
+    except limits.LimitError as exc:
+        raise Throttled(exc.message, retry_after=exc.retry_after) from None
+
+
+async def run_check(
+    provider: Provider, creds: Credentials, *, user_id: int, names: bool = False
+) -> Check:
     """Ping (adapters ping by listing models, so the count comes with it); with `names`, also
-    fetch the names, which fill the model picker on the settings page."""
+    fetch the names, which fill the model picker on the settings page. Raises Throttled
+    past the person's rate limit, before anything is sent."""
+    await count_request(user_id)
     try:
         ping = await provider.ping(creds)
     except ProviderError as error:
@@ -79,7 +101,7 @@ async def run_check(provider: Provider, creds: Credentials, *, names: bool = Fal
     models: list[str] = []
     if names or ping.models is None:
         try:
-            models = await fetch_models(provider, creds)
+            models = sorted(set(await provider.list_models(creds)))
         except ProviderError:
             # Some servers answer chats but not the model list; the connection still works.
             models = []
@@ -87,8 +109,9 @@ async def run_check(provider: Provider, creds: Credentials, *, names: bool = Fal
     return Check(ok=True, latency_ms=round(ping.latency_ms, 1), models=models, count=count)
 
 
-async def fetch_models(provider: Provider, creds: Credentials) -> list[str]:
-    """The provider's model names, sorted. Raises ProviderError."""
+async def fetch_models(provider: Provider, creds: Credentials, *, user_id: int) -> list[str]:
+    """The provider's model names, sorted. Raises ProviderError (Throttled past the limit)."""
+    await count_request(user_id)
     return sorted(set(await provider.list_models(creds)))
 
 

@@ -84,7 +84,8 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 def check_rate(user_id: int) -> None:
-    """Count one turn for this person in the current window; refuse past the limit.
+    """Count one turn (or test connection, or model list) for this person in the current
+    window; refuse past the limit.
 
     A fixed window per user: one cache increment per turn in the common case.
     """
@@ -98,8 +99,9 @@ def check_rate(user_id: int) -> None:
         retry_after = max(1.0, (window + 1) * period - now)
         raise LimitError(
             "rate_limited",
-            f"You have sent {limit} messages in the last {_period_words(period)}, which is the "
-            f"limit: try again in {round(retry_after)} seconds.",
+            f"You have sent {limit} messages in the last {_period_words(period)} (connection "
+            f"tests and model lists count too), which is the limit: try again in "
+            f"{round(retry_after)} seconds.",
             retry_after=retry_after,
         )
 

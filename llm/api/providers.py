@@ -15,6 +15,7 @@ from accounts.models import User
 from llm import connection
 from llm.api.base import ApiError, FieldErrors, api_view, read_json
 from llm.connection import KeyUnreadable
+from llm.events import TurnError
 from llm.forms import ProviderConfigForm, provider_form_data
 from llm.models import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, ProviderConfig
 from llm.providers import registry
@@ -136,7 +137,10 @@ async def provider_test(request: HttpRequest, kind: str) -> HttpResponse:
     except KeyUnreadable as unreadable:
         check = connection.Check(ok=False, code="provider_auth", message=str(unreadable))
     else:
-        check = await connection.run_check(config.provider(), creds)
+        try:
+            check = await connection.run_check(config.provider(), creds, user_id=config.user_id)
+        except connection.Throttled as throttled:
+            raise ApiError.of(TurnError.from_provider(throttled)) from None
     await sync_to_async(connection.record)(config, check)
     if check.ok:
         return JsonResponse({"ok": True, "latency_ms": check.latency_ms, "models": check.count})
@@ -151,9 +155,9 @@ async def provider_models(request: HttpRequest, kind: str) -> HttpResponse:
     config = await sync_to_async(_target)(_user(request), kind)
     try:
         creds = await sync_to_async(connection.credentials)(config)
-        models = await connection.fetch_models(config.provider(), creds)
+        models = await connection.fetch_models(config.provider(), creds, user_id=config.user_id)
     except KeyUnreadable as unreadable:
         raise ApiError("provider_auth", str(unreadable)) from None
     except ProviderError as error:
-        raise ApiError(error.code, error.message, retry_after=error.retry_after) from None
+        raise ApiError.of(TurnError.from_provider(error)) from None
     return JsonResponse({"models": models})

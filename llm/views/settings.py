@@ -387,7 +387,12 @@ async def provider_test(request: HtmxHttpRequest, kind: str) -> HttpResponse:
     plan = await sync_to_async(_plan)(request, kind)
     if plan.provider is None or plan.creds is None:
         return await sync_to_async(_render_plan_failure)(request, plan)
-    check = await connection.run_check(plan.provider, plan.creds, names=plan.from_form)
+    try:
+        check = await connection.run_check(
+            plan.provider, plan.creds, user_id=_user(request).pk, names=plan.from_form
+        )
+    except connection.Throttled as throttled:
+        check = Check(ok=False, code=throttled.code, message=throttled.message)
     return await sync_to_async(_finish_check)(request, plan, check)
 
 
@@ -419,7 +424,9 @@ async def provider_models(request: HtmxHttpRequest, kind: str) -> HttpResponse:
         card.models, card.models_error, card.check = [], card.check.message, None
         return await sync_to_async(_render_models)(request, card, plan.from_form)
     try:
-        card.models = await connection.fetch_models(plan.provider, plan.creds)
+        card.models = await connection.fetch_models(
+            plan.provider, plan.creds, user_id=_user(request).pk
+        )
         if not card.models:
             card.models_error = "The provider lists no models: type the model's name."
     except ProviderError as error:
