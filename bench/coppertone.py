@@ -45,6 +45,8 @@ def environment(workdir: Path, smoke: bool) -> dict[str, str]:
             "STATIC_ROOT": str(workdir / "static"),
             # The benchmark is one person sending thousands of turns: lift the per-person limit.
             "LLM_RATE_LIMIT": "1000000/s",
+            # The load generator is one person with hundreds of replies at once.
+            "LLM_MAX_CONCURRENT_REPLIES": "0",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

@@ -214,6 +214,8 @@ LLM_MAX_EVENT_BYTES: int = env.int("LLM_MAX_EVENT_BYTES", default=1024 * 1024)
 LLM_MAX_REPLY_CHARS: int = env.int("LLM_MAX_REPLY_CHARS", default=1_000_000)
 # A non-streamed answer (a model list): refused, not read whole, when larger.
 LLM_MAX_BODY_BYTES: int = env.int("LLM_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+# Replies one person may have streaming at once, across every transport; 0 = no cap.
+LLM_MAX_CONCURRENT_REPLIES: int = env.int("LLM_MAX_CONCURRENT_REPLIES", default=3)
 LLM_HISTORY_TOKENS: int = env.int("LLM_HISTORY_TOKENS", default=8000)
 LLM_MAX_MESSAGE_CHARS: int = env.int("LLM_MAX_MESSAGE_CHARS", default=32000)
 # Per user, for chat turns on every transport: "N/s", "N/m", "N/h" or "N/d".

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -39,29 +40,39 @@ CONFIG_FIELDS = (
 )  # fmt: skip
 
 
-def provider_config(user_id: int, kind: str) -> tuple[bool, ProviderConfig | None]:
-    """Whether the person's account is still active, and their settings for `kind` with
-    the fields a turn uses (key still sealed): one query for both.
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What the start trip checks about the person before anything is written."""
 
-    The account is read here, not taken from the caller, because a socket keeps the
-    user it was opened with: a deactivated account must not chat on it.
-    """
+    active: bool  # a socket keeps the user it was opened with: read it afresh
+    streaming: int  # their replies still being written (stale ones from dead processes aside)
+    config: ProviderConfig | None  # their settings for the kind, the key still sealed
+
+
+def standing(user_id: int, kind: str, live_since: dt.datetime) -> Standing:
+    """The account, how many of its replies stream (rows written since `live_since`), and
+    its settings for `kind`: one query for all three."""
     columns = ", ".join(f"c.{name}" for name in CONFIG_FIELDS)
+    messages, conversations = _table(Message), _table(Conversation)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT u.is_active, {columns} FROM {_table(User)} u "
+            f"SELECT u.is_active, (SELECT COUNT(*) FROM {messages} m "
+            f"JOIN {conversations} v ON v.id = m.conversation_id WHERE v.user_id = u.id "
+            "AND m.status = 'streaming' AND m.updated_at >= %s), "
+            f"{columns} FROM {_table(User)} u "
             f"LEFT JOIN {_table(ProviderConfig)} c ON c.user_id = u.id AND c.kind = %s "
             "WHERE u.id = %s",
-            [kind, user_id],
+            [_stamp(live_since), kind, user_id],
         )
         row = cursor.fetchone()
-    if row is None or not row[0]:
-        return False, None
-    if row[1] is None:  # no settings for this kind
-        return True, None
-    config = ProviderConfig(**dict(zip(CONFIG_FIELDS, row[1:], strict=True)))
+    if row is None:
+        return Standing(active=False, streaming=0, config=None)
+    active, streaming, values = bool(row[0]), int(row[1]), row[2:]
+    if values[0] is None:  # no settings for this kind
+        return Standing(active, streaming, None)
+    config = ProviderConfig(**dict(zip(CONFIG_FIELDS, values, strict=True)))
     config.enabled = bool(config.enabled)  # SQLite hands back 0 or 1
-    return True, config
+    return Standing(active, streaming, config)
 
 
 def insert_conversation(user_id: int, title: str, external_key: str, now: dt.datetime) -> int:

@@ -172,6 +172,14 @@ def _sent_before(ask: Ask) -> tuple[int, int] | None:
     )
 
 
+def _live_window() -> dt.timedelta:
+    """How recently a streaming row must have been written to hold a reply slot: a live
+    reply writes at least every idle timeout once its first byte came, so an older row
+    was left by a process that died, and frees its slot without waiting for a sweep."""
+    quiet = settings.LLM_FIRST_BYTE_TIMEOUT + settings.LLM_IDLE_TIMEOUT
+    return dt.timedelta(seconds=quiet + 5)
+
+
 def _refused(exc: limits.LimitError) -> TurnError:
     return TurnError(exc.code, exc.message, retry_after=exc.retry_after)
 
@@ -181,15 +189,23 @@ def _start_once(ask: Ask) -> Plan | Replay:
         limits.check_rate(ask.user.pk)
     except limits.LimitError as exc:
         raise _refused(exc) from None
-    active, config = turn_sql.provider_config(ask.user.pk, ask.kind)
-    if not active:
+    now = timezone.now()
+    standing = turn_sql.standing(ask.user.pk, ask.kind, now - _live_window())
+    if not standing.active:
         raise TurnError(
             "unauthenticated", "This account has been deactivated: ask an administrator."
         )
+    cap = settings.LLM_MAX_CONCURRENT_REPLIES
+    if cap and standing.streaming >= cap:
+        raise TurnError(
+            "busy",
+            f"You already have {standing.streaming} replies being written, the most at once: "
+            "wait for one to finish, or stop one.",
+        )
+    config = standing.config
     _check_configured(ask.kind, config)
     spec = registry.spec(ask.kind)
     model = ask.model_name or (config.effective_model if config else spec.default_model)
-    now = timezone.now()
     try:
         limits.check_budget(ask.user, timezone.localdate(now))
     except limits.LimitError as exc:
