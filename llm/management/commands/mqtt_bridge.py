@@ -1,4 +1,4 @@
-"""Answer chat requests that devices publish to the MQTT broker."""
+"""Answer chat requests that devices publish to the MQTT broker (docs/mqtt.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from llm import mqtt
 class Command(BaseCommand):
     help = (
         "Connect to MQTT_URL and answer requests published to "
-        "<MQTT_TOPIC_PREFIX>/<device_id>/request on <MQTT_TOPIC_PREFIX>/<device_id>/response."
+        "<MQTT_TOPIC_PREFIX>/<username>/<device_id>/request on "
+        "<MQTT_TOPIC_PREFIX>/<username>/<device_id>/response."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -28,11 +29,27 @@ class Command(BaseCommand):
         url = url or settings.MQTT_URL
         prefix = prefix or settings.MQTT_TOPIC_PREFIX
         try:
-            mqtt.BrokerAddress.parse(url)
+            address = mqtt.BrokerAddress.parse(url)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        # Never the URL itself: it carries the bridge's broker password.
         self.stdout.write(
-            f"Bridging {url} topics {prefix}/+/request → {prefix}/+/response (Ctrl-C stops)"
+            f"Bridging {address.display()} topics {prefix}/+/+/request → "
+            f"{prefix}/+/+/response (Ctrl-C stops)"
         )
+        if address.username is None:
+            self.stderr.write(
+                "MQTT_URL has no user name: unless this broker refuses anonymous clients and "
+                "has the ACL in docs/mqtt.md, anyone who reaches it can ask as any user and "
+                "read every answer."
+            )
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(mqtt.serve(url, prefix))
+            asyncio.run(
+                mqtt.serve(
+                    url,
+                    prefix,
+                    ca_file=settings.MQTT_CA_FILE,
+                    max_concurrent=settings.MQTT_MAX_CONCURRENT,
+                    max_per_user=settings.MQTT_MAX_CONCURRENT_PER_USER,
+                )
+            )
