@@ -218,6 +218,8 @@ LLM_MAX_BODY_BYTES: int = env.int("LLM_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 LLM_MAX_CONCURRENT_REPLIES: int = env.int("LLM_MAX_CONCURRENT_REPLIES", default=3)
 LLM_HISTORY_TOKENS: int = env.int("LLM_HISTORY_TOKENS", default=8000)
 LLM_MAX_MESSAGE_CHARS: int = env.int("LLM_MAX_MESSAGE_CHARS", default=32000)
+# A whole conversation a caller sends at once (/v1's messages): system, history and text.
+LLM_MAX_CONVERSATION_CHARS: int = env.int("LLM_MAX_CONVERSATION_CHARS", default=400_000)
 # Per user, for chat turns on every transport: "N/s", "N/m", "N/h" or "N/d".
 LLM_RATE_LIMIT: str = env.str("LLM_RATE_LIMIT", default="30/m")
 # Monthly spend per user in USD when the user has no budget of their own; empty = none.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -57,6 +58,8 @@ __all__ = ["Turn", "run_turn"]
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 0.5
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.0, 2.0
+MAX_TOKENS = 32000
 FINISH_RETRY_PAUSES = (0.05, 0.2, 1.0)
 
 T = TypeVar("T")
@@ -80,6 +83,20 @@ async def _shielded(task: asyncio.Future[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return result
+
+
+def _check_sampling(temperature: float | None, max_tokens: int | None) -> None:
+    """The ranges every transport's caller may ask for (the settings form's, too)."""
+    if temperature is not None and not (
+        math.isfinite(temperature) and MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
+    ):
+        raise TurnError(
+            "bad_request",
+            f"temperature must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, "
+            f"not {temperature}.",
+        )
+    if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS:
+        raise TurnError("bad_request", f"max_tokens must be a whole number from 1 to {MAX_TOKENS}.")
 
 
 class _KeyUnreadable(ProviderError):
@@ -159,6 +176,17 @@ class Turn:
                 f"That message is {len(self.text):,} characters; the limit is {limit:,}. "
                 "Shorten it or split it into parts.",
             )
+        if self.history is not None:
+            total = len(self.text) + len(self.system or "")
+            total += sum(len(m.content) for m in self.history)
+            cap = settings.LLM_MAX_CONVERSATION_CHARS
+            if total > cap:
+                raise TurnError(
+                    "too_large",
+                    f"The messages sent are {total:,} characters together; the limit is "
+                    f"{cap:,}. Send fewer or shorter earlier messages.",
+                )
+        _check_sampling(self.temperature, self.max_tokens)
         kind = self.provider
         if kind and kind not in registry.PROVIDERS:
             raise TurnError(

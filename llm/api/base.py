@@ -140,10 +140,19 @@ def api_view(view: AsyncView) -> AsyncView:
     return csrf_exempt(wrapper)
 
 
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a number JSON allows", name, 0)
+
+
+def strict_json(raw: bytes | str) -> Any:
+    """JSON as the standard has it: Python's NaN, Infinity and -Infinity are refused."""
+    return json.loads(raw, parse_constant=_no_constant)
+
+
 def read_json(request: HttpRequest) -> dict[str, Any]:
     """The request body as a JSON object, or an ApiError that says what is wrong with it."""
     try:
-        data = json.loads(request.body or b"{}")
+        data = strict_json(request.body or b"{}")
     except UnicodeDecodeError:
         raise ApiError("bad_request", "The body is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:

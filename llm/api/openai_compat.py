@@ -15,6 +15,7 @@ it, as OpenAI's API does, and the text so far is stored as `stopped`.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import wraps
@@ -26,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiToken, User
 from llm import replies
-from llm.api.base import bearer_token
+from llm.api.base import bearer_token, strict_json
 from llm.api.streaming import sse_response
 from llm.events import TextDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import ProviderConfig
@@ -169,15 +170,27 @@ def _number(data: dict[str, Any], *keys: str) -> Any:
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise OpenAIError("bad_request", f"{key} must be a number.")
-            return value
+            if not math.isfinite(value):  # 1e999 parses as infinity
+                raise OpenAIError("bad_request", f"{key} must be a finite number.")
+            return value  # its range is the engine's rule (Turn._ask), as on every transport
     return None
+
+
+def _whole(value: int | float | None, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        raise OpenAIError("bad_request", f"{key} must be a whole number.")
+    return int(value)
 
 
 def _turn(request: HttpRequest) -> tuple[Turn, dict[str, Any]]:
     try:
-        data = json.loads(request.body)
+        data = strict_json(request.body)
     except (ValueError, UnicodeDecodeError):
-        raise OpenAIError("bad_request", "The body is not valid JSON.") from None
+        raise OpenAIError(
+            "bad_request", "The body is not valid JSON (NaN and Infinity are not numbers)."
+        ) from None
     if not isinstance(data, dict):
         raise OpenAIError("bad_request", "The body must be a JSON object.")
     if data.get("n") not in (None, 1):
@@ -197,7 +210,7 @@ def _turn(request: HttpRequest) -> tuple[Turn, dict[str, Any]]:
         history=history,
         system=system,
         temperature=_number(data, "temperature"),
-        max_tokens=int(max_tokens) if max_tokens is not None else None,
+        max_tokens=_whole(max_tokens, "max_tokens"),
         render_html=False,
     )
     return turn, data
