@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from accounts.models import User
-from llm.models import DailyUsage
+from llm.models import DailyUsage, Message
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -142,17 +142,49 @@ def month_spend(user_id: int, day: dt.date) -> Decimal:
     return Decimal(total or 0)
 
 
-def check_budget(user: User, day: dt.date) -> None:
-    """Refuse once this month's spend reaches the person's budget (no query without one)."""
+def reserved(user_id: int, live_since: dt.datetime) -> Decimal:
+    """What the person's replies still being written may yet cost (rows left by a dead
+    process, older than `live_since`, hold nothing)."""
+    total = (
+        Message.objects.filter(
+            conversation__user_id=user_id, status=Message.Status.STREAMING,
+            updated_at__gte=live_since,
+        )
+        .aggregate(total=Sum("reserved_cost"))
+        .get("total")
+    )  # fmt: skip
+    return Decimal(total or 0)
+
+
+def check_budget(
+    user: User, day: dt.date, *, reserve: Decimal = Decimal(0), live_since: dt.datetime
+) -> None:
+    """Refuse a turn whose most possible cost (`reserve`) does not fit in what is left of
+    this month's budget, counting what the person's streaming replies may still cost.
+
+    Runs inside the start trip's transaction with the person's row locked (PostgreSQL;
+    SQLite's write transactions run one at a time), so that turns starting together
+    cannot all pass on the same remainder. No query without a budget.
+    """
     budget = user.budget()
     if budget is None:
         return
+    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
     spent = month_spend(user.pk, day)
+    held = reserved(user.pk, live_since)
     if spent >= budget:
         raise LimitError(
             "budget_exceeded",
             f"You have used ${spent:.2f} of your ${budget:.2f} monthly budget. It resets on "
             "the 1st; ask your administrator to raise it, or use the local model (it is free).",
+        )
+    if spent + held + reserve > budget:
+        left = max(budget - spent - held, Decimal(0))
+        raise LimitError(
+            "budget_exceeded",
+            f"This reply could cost up to ${reserve:.4f}, and ${left:.4f} is left of your "
+            f"${budget:.2f} monthly budget (your replies still being written count). Wait "
+            "for them, ask for a shorter reply (max tokens), or use the local model.",
         )
 
 

@@ -22,6 +22,11 @@ def provider_options() -> ProviderOptions:
         idle_timeout=settings.LLM_IDLE_TIMEOUT,
         max_retries=settings.LLM_MAX_RETRIES,
         max_retry_wait=settings.LLM_MAX_RETRY_WAIT,
+        turn_deadline=settings.LLM_TURN_DEADLINE_SECONDS,
+        max_sse_line_bytes=settings.LLM_MAX_SSE_LINE_BYTES,
+        max_event_bytes=settings.LLM_MAX_EVENT_BYTES,
+        max_reply_chars=settings.LLM_MAX_REPLY_CHARS,
+        max_body_bytes=settings.LLM_MAX_BODY_BYTES,
         allow_private_hosts=settings.LLM_ALLOW_PRIVATE_HOSTS,
         local_model_path=settings.LOCAL_MODEL_PATH,
         local_model_threads=settings.LOCAL_MODEL_THREADS,
@@ -184,7 +189,12 @@ class Message(models.Model):
     client_message_id = models.UUIDField(null=True, blank=True)
     # The number of the reply's event (docs/api.md "Replies") that `content` is
     # current as of: a client shows the content, then follows the reply after it.
-    seq = models.PositiveIntegerField(default=0)
+    # db_default: a worker still running the previous release can insert during an upgrade.
+    seq = models.PositiveIntegerField(default=0, db_default=0)
+    # While streaming: the most this reply may cost, held against the person's budget.
+    reserved_cost = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(0), db_default=Decimal(0)
+    )
     # The user message an assistant message answers.
     reply_to = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reply"

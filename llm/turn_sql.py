@@ -33,6 +33,10 @@ def _stamp(now: dt.datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(now)
 
 
+def _money(amount: Decimal) -> Any:
+    return connection.ops.adapt_decimalfield_value(amount, 12, 6)
+
+
 # The columns a turn reads from the person's settings for a provider.
 CONFIG_FIELDS = (
     "id", "user_id", "kind", "encrypted_key", "key_id", "key_hint", "base_url", "api_version",
@@ -94,6 +98,7 @@ def insert_exchange(
     provider: str,
     model: str,
     now: dt.datetime,
+    reserved_cost: Decimal = Decimal(0),
 ) -> tuple[int, int]:
     """The user's message and the assistant's `streaming` row, in one INSERT.
 
@@ -106,16 +111,17 @@ def insert_exchange(
     stamp = _stamp(now)
     columns = (
         "conversation_id, role, content, status, error_code, error_message, provider, "
-        "model, input_tokens, output_tokens, cost, client_message_id, seq, created_at, updated_at"
+        "model, input_tokens, output_tokens, cost, reserved_cost, client_message_id, seq, "
+        "created_at, updated_at"
     )
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_table(Message)} ({columns}) VALUES "
-            "(%s, 'user', %s, 'complete', '', '', '', '', 0, 0, 0, %s, 0, %s, %s), "
-            "(%s, 'assistant', '', 'streaming', '', '', %s, %s, 0, 0, 0, NULL, 1, %s, %s) "
+            "(%s, 'user', %s, 'complete', '', '', '', '', 0, 0, 0, 0, %s, 0, %s, %s), "
+            "(%s, 'assistant', '', 'streaming', '', '', %s, %s, 0, 0, 0, %s, NULL, 1, %s, %s) "
             "RETURNING id, role",
             [conversation_id, text, client_id, stamp, stamp]
-            + [conversation_id, provider, model, stamp, stamp],
+            + [conversation_id, provider, model, _money(reserved_cost), stamp, stamp],
         )
         # RETURNING's row order is not promised (SQLite): tell the rows apart by role.
         ids = {role: int(pk) for pk, role in cursor.fetchall()}
@@ -142,13 +148,14 @@ def store_reply(
         cursor.execute(
             f"UPDATE {_table(Message)} SET content = %s, status = %s, input_tokens = %s, "
             "output_tokens = %s, cost = %s, ttft_ms = %s, latency_ms = %s, error_code = %s, "
-            "error_message = %s, reply_to_id = %s, seq = %s, updated_at = %s WHERE id = %s",
+            "error_message = %s, reply_to_id = %s, seq = %s, reserved_cost = 0, updated_at = %s "
+            "WHERE id = %s",
             [
                 content,
                 status,
                 input_tokens,
                 output_tokens,
-                connection.ops.adapt_decimalfield_value(cost, 12, 6),
+                _money(cost),
                 ttft_ms,
                 latency_ms,
                 error_code,

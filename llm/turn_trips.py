@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from django.utils import timezone
 from accounts.models import User
 from llm import limits, pricing, render, trips, turn_sql
 from llm.events import TurnError, TurnFinished, TurnStarted
-from llm.models import Conversation, Message, ProviderConfig
+from llm.models import DEFAULT_MAX_TOKENS, Conversation, Message, ProviderConfig
 from llm.providers import registry
 from llm.providers.base import ChatMessage, ChatRequest, Usage
 
@@ -206,10 +207,6 @@ def _start_once(ask: Ask) -> Plan | Replay:
     _check_configured(ask.kind, config)
     spec = registry.spec(ask.kind)
     model = ask.model_name or (config.effective_model if config else spec.default_model)
-    try:
-        limits.check_budget(ask.user, timezone.localdate(now))
-    except limits.LimitError as exc:
-        raise _refused(exc) from None
 
     with transaction.atomic():
         rows: list[tuple[Any, ...]] = []
@@ -238,8 +235,16 @@ def _start_once(ask: Ask) -> Plan | Replay:
                     "to finish, or press Stop.",
                 )
 
+        request = _request(ask, model, config, rows)
+        reserve = _most_cost(ask, request, config, now)
+        try:
+            limits.check_budget(
+                ask.user, timezone.localdate(now), reserve=reserve, live_since=now - _live_window()
+            )
+        except limits.LimitError as exc:
+            raise _refused(exc) from None
         asked, answer = turn_sql.insert_exchange(
-            conversation_id, ask.text, ask.client_message_id, ask.kind, model, now
+            conversation_id, ask.text, ask.client_message_id, ask.kind, model, now, reserve
         )
     return Plan(
         conversation_id=conversation_id,
@@ -248,8 +253,24 @@ def _start_once(ask: Ask) -> Plan | Replay:
         kind=ask.kind,
         model=model,
         config=config,
-        request=_request(ask, model, config, rows),
+        request=request,
     )
+
+
+def _most_cost(
+    ask: Ask, request: ChatRequest, config: ProviderConfig | None, now: dt.datetime
+) -> Decimal:
+    """What the reply may cost at most, held against a budget while it streams."""
+    if ask.user.budget() is None:
+        return Decimal(0)
+    # Twice the four-characters-a-token estimate and a little per message: tokenizers
+    # and chat templates count more than the estimate, and a reservation must not be low.
+    estimate = estimate_tokens(request.system) + sum(
+        estimate_tokens(m.content) for m in request.messages
+    )
+    prompt = 2 * estimate + 16 * (len(request.messages) + 1)
+    longest = request.max_tokens or DEFAULT_MAX_TOKENS
+    return pricing.most(ask.kind, request.model, timezone.localdate(now), prompt, longest)
 
 
 def _check_configured(kind: str, config: ProviderConfig | None) -> None:
