@@ -311,8 +311,10 @@ class Runner:
             self._maintainer = asyncio.create_task(self._maintain())
 
     def _mark_dirty(self, message_id: int) -> None:
-        self._dirty.add(message_id)
-        self._wake.set()
+        dirty = self._dirty
+        if message_id not in dirty:  # once per reply per flush, not per token
+            dirty.add(message_id)
+            self._wake.set()
 
     async def _maintain(self) -> None:
         next_tick = time.monotonic()
@@ -360,7 +362,11 @@ class Runner:
             data = reply_log.encode(reply.flushed + 1, reply.events[reply.flushed : upto])
             appends.append((message_id, data, reply.result is not None))
             pending.append((reply, upto))
-        leases = [r.message_id for r in self.running()] if tick else []
+        # Every reply written to now holds its lease from this flush on (a young reply's
+        # first follower elsewhere must not take it for dead); all of them on a tick.
+        leases = {message_id for message_id, _data, ended in appends if not ended}
+        if tick:
+            leases.update(r.message_id for r in self.running())
         if not appends and not leases:
             return
         try:

@@ -184,6 +184,23 @@ def test_a_reply_started_on_one_worker_is_followed_and_stopped_on_another(
     assert text(seen) + text(events) == row.content == body["content"]
 
 
+def test_a_young_reply_with_a_slow_first_token_is_followed_not_taken_for_dead(
+    workers: tuple[Worker, Worker], token: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    a, b = workers
+    fake_openai.reply("Worth the wait.", first_byte_delay=2.0)
+    conn = a.connect()
+    body = json.dumps({"message": "Slow", "provider": "openai", "stream": True})
+    conn.request("POST", "/api/v1/chat", body=body, headers=token)
+    response = conn.getresponse()
+    start = next(read_events(response))
+    conn.close()
+
+    events = list(read_events(follow_on(b, token, start[2]["message_id"], start[0])))
+    assert events[-1][1] == "done" and events[-1][2]["status"] == "complete"
+    assert text(events) == "Worth the wait."
+
+
 def test_a_follower_learns_within_seconds_that_the_reply_s_worker_died(
     workers: tuple[Worker, Worker], token: dict[str, str], fake_openai: FakeOpenAI
 ) -> None:
