@@ -73,10 +73,12 @@ class AnthropicProvider(Provider):
         return body
 
     def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
-        return http.with_retries(self.options, lambda: self._attempt(request, creds))
+        return http.with_retries(
+            self.options, lambda deadline: self._attempt(request, creds, deadline)
+        )
 
     async def _attempt(
-        self, request: ChatRequest, creds: Credentials
+        self, request: ChatRequest, creds: Credentials, deadline: float
     ) -> AsyncGenerator[Event, None]:
         target = self._target(creds)
         url = f"{self._base(creds)}/v1/messages"
@@ -86,7 +88,13 @@ class AnthropicProvider(Provider):
         seen_usage = stopped = False
         finish = ""
         events = http.stream_events(
-            target, "POST", url, headers=headers, body=body, is_final=_is_stop
+            target,
+            "POST",
+            url,
+            headers=headers,
+            body=body,
+            is_final=_is_stop,
+            deadline=deadline,
         )
         async with contextlib.aclosing(events):
             async for event in events:

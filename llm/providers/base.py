@@ -55,6 +55,14 @@ class ProviderOptions:
     idle_timeout: float = 60.0
     max_retries: int = 2
     max_retry_wait: float = 10.0
+    # The most one reply may take from the request to its last byte, drip-fed or not.
+    turn_deadline: float = 600.0
+    # What a provider may send before it is cut off: a hostile server must not be able
+    # to hold the event loop or exhaust memory (llm/providers/sse.py).
+    max_sse_line_bytes: int = 1024 * 1024
+    max_event_bytes: int = 1024 * 1024
+    max_reply_chars: int = 1_000_000
+    max_body_bytes: int = 4 * 1024 * 1024  # a non-streamed answer, such as a model list
     allow_private_hosts: bool = False
     local_model_path: str = ""
     local_model_threads: int = 0
@@ -135,6 +143,12 @@ class BadRequest(ProviderError):
 
 class ContextTooLong(BadRequest):
     pass
+
+
+class TooLarge(ProviderError):
+    """The provider sent more than the operator's caps allow (a line, an event, a reply)."""
+
+    code = "provider_error"
 
 
 class Refused(ProviderError):

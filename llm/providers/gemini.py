@@ -73,10 +73,12 @@ class GeminiProvider(Provider):
         return body
 
     def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
-        return http.with_retries(self.options, lambda: self._attempt(request, creds))
+        return http.with_retries(
+            self.options, lambda deadline: self._attempt(request, creds, deadline)
+        )
 
     async def _attempt(
-        self, request: ChatRequest, creds: Credentials
+        self, request: ChatRequest, creds: Credentials, deadline: float
     ) -> AsyncGenerator[Event, None]:
         target = self._target(creds)
         url = self._url(creds, request.model, "streamGenerateContent") + "?alt=sse"
@@ -85,7 +87,13 @@ class GeminiProvider(Provider):
         finish = ""
         usage: Usage | None = None
         events = http.stream_events(
-            target, "POST", url, headers=headers, body=body, is_final=_is_last
+            target,
+            "POST",
+            url,
+            headers=headers,
+            body=body,
+            is_final=_is_last,
+            deadline=deadline,
         )
         async with contextlib.aclosing(events):
             async for event in events:

@@ -3,10 +3,12 @@
 - `client()`: one pooled aiohttp session per event loop (and guard policy), closed when
   its loop shuts down its async generators (asyncio.run, asgiref, pytest-asyncio do).
 - `stream_events()`: one HTTP request whose answer is server-sent events, parsed
-  incrementally, with the first-byte and between-chunks timeouts.
-- `request_json()`: one HTTP request whose answer is a JSON document.
+  incrementally, with the first-byte and between-chunks timeouts, the reply's deadline,
+  and caps on a line's and an event's size.
+- `request_json()`: one HTTP request whose answer is a JSON document, refused past its cap.
 - `with_retries()` / `call_with_retries()`: retry 429, 5xx, 529 and connection failures,
-  only before the first token, honouring Retry-After, within ProviderOptions' budget.
+  only before the first token, honouring Retry-After, within ProviderOptions' budget;
+  a stream's reply is cut off at its cap.
 - `check_url()`: the outbound URL guard (guard.py), for forms when a base URL is saved;
   every socket the session opens is checked again on the address it connects to.
 - `SSEParser` (sse.py) turns the bytes of a stream into events.
@@ -24,7 +26,7 @@ import random
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -43,6 +45,7 @@ from llm.providers.base import (
     Refused,
     TextDelta,
     TimedOut,
+    TooLarge,
     Unavailable,
 )
 
@@ -51,13 +54,12 @@ from llm.providers.guard import GuardRefusal as GuardRefusal
 from llm.providers.guard import check_url as check_url
 from llm.providers.guard import guarded_socket
 from llm.providers.sse import SSEEvent as SSEEvent
-from llm.providers.sse import SSEParser
+from llm.providers.sse import SSEParser, SSETooLarge
 
 T = TypeVar("T")
 
 USER_AGENT = "Coppertone/0.1 (+aiohttp)"
 MAX_ERROR_BODY = 64 * 1024
-MAX_JSON_BODY = 16 * 1024 * 1024
 SUMMARY_CHARS = 160
 # How long to wait for the end of the body after a stream's final event.
 DRAIN_SECONDS = 1.0
@@ -298,7 +300,8 @@ class Target:
 
     label: str
     options: ProviderOptions
-    secret: str = ""  # the key, so that an upstream echo of it is removed from messages
+    # The key, so that an upstream echo of it is removed from messages; never in a repr.
+    secret: str = field(default="", repr=False)
     not_found_hint: str = ""  # appended to a 404's message: what the adapter suspects
 
 
@@ -307,15 +310,22 @@ def _host(url: str) -> str:
 
 
 async def _open(
-    target: Target, method: str, url: str, headers: dict[str, str], body: Any
+    target: Target,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: Any,
+    deadline: float | None = None,
 ) -> aiohttp.ClientResponse:
     """Send the request; return the response once its status line and headers came."""
     opts = target.options
     check_url(url, allow_private=opts.allow_private_hosts)
     session = await client(opts.allow_private_hosts)
     timeout = aiohttp.ClientTimeout(total=None, connect=opts.connect_timeout)
+    wait = opts.first_byte_timeout
+    left = wait if deadline is None else deadline - time.monotonic()
     try:
-        async with asyncio.timeout(opts.first_byte_timeout):
+        async with asyncio.timeout(max(0.0, min(wait, left))):
             return await session.request(
                 method,
                 url,
@@ -330,6 +340,8 @@ async def _open(
             "base URL right and the server running?"
         ) from None
     except TimeoutError:
+        if left < wait:
+            raise past_deadline(target) from None
         raise TimedOut(
             f"{target.label} did not start answering within {opts.first_byte_timeout:g} s; "
             "try again in a moment."
@@ -367,6 +379,30 @@ async def _read_error(target: Target, response: aiohttp.ClientResponse) -> Provi
     )
 
 
+def past_deadline(target: Target) -> TimedOut:
+    return TimedOut(
+        f"{target.label} took longer than {target.options.turn_deadline:g} s, the most one "
+        "reply may take; it was stopped there and what arrived is kept. Try again."
+    )
+
+
+def size_words(limit: int) -> str:
+    """1048576 -> "1 MB": a cap as a person reads it."""
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if limit >= size:
+            return f"{limit / size:.3g} {unit}"
+    return f"{limit} bytes"
+
+
+def _too_large(target: Target, exc: SSETooLarge) -> TooLarge:
+    what = "a line" if exc.what == "line" else "one event"
+    return TooLarge(
+        f"{target.label} sent {what} longer than {size_words(exc.limit)}, more than "
+        "Coppertone accepts; the reply was stopped there and what arrived is kept. Is the "
+        "base URL right?"
+    )
+
+
 def _dropped(target: Target) -> Unavailable:
     return Unavailable(
         f"The connection to {target.label} dropped in the middle of the reply; what arrived "
@@ -382,32 +418,41 @@ async def stream_events(
     headers: dict[str, str],
     body: Any,
     is_final: Callable[[SSEEvent], bool] | None = None,
+    deadline: float | None = None,
 ) -> AsyncGenerator[SSEEvent, None]:
     """One streaming request: yield its server-sent events as they arrive.
 
     After the event `is_final` recognises (OpenAI's [DONE], Anthropic's message_stop)
     the stream ends, even if the server holds the body open. Closing the generator
-    closes the connection at once (Stop must reach the provider).
+    closes the connection at once (Stop must reach the provider). `deadline` (monotonic
+    time; default: the options' turn deadline from now) ends a stream that never stops,
+    however steadily its bytes trickle in.
     """
     opts = target.options
     started = time.monotonic()
-    response = await _open(target, method, url, headers, body)
+    if deadline is None:
+        deadline = started + opts.turn_deadline
+    response = await _open(target, method, url, headers, body, deadline)
     finished = False
     try:
         if response.status != 200:
             raise await _read_error(target, response)
         content_type = response.headers.get("Content-Type", "").lower()
-        parser = SSEParser()
+        parser = SSEParser(max_line=opts.max_sse_line_bytes, max_event=opts.max_event_bytes)
         first = True
         while True:
+            now = time.monotonic()
             if first:
-                wait = max(0.0, opts.first_byte_timeout - (time.monotonic() - started))
+                wait = max(0.0, opts.first_byte_timeout - (now - started))
             else:
                 wait = opts.idle_timeout
+            left = deadline - now
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(max(0.0, min(wait, left))):
                     chunk = await response.content.readany()
             except TimeoutError:
+                if left < wait:
+                    raise past_deadline(target) from None
                 if first:
                     raise TimedOut(
                         f"{target.label} did not start answering within "
@@ -426,16 +471,24 @@ async def stream_events(
                 if "event-stream" not in content_type and not _looks_like_sse(chunk):
                     raise await _not_a_stream(target, response, chunk)
                 first = False
-            if not chunk:
-                break
-            for event in parser.feed(chunk):
+            oversized: SSETooLarge | None = None
+            try:
+                events = parser.feed(chunk) if chunk else parser.close()
+            except SSETooLarge as exc:
+                # The whole events before the oversized one are part of the reply.
+                events, oversized = exc.events, exc
+            for event in events:
                 yield event
                 if is_final is not None and is_final(event):
-                    finished = await _drain(response, min(DRAIN_SECONDS, opts.idle_timeout))
+                    if oversized is None:
+                        wait = min(DRAIN_SECONDS, opts.idle_timeout)
+                        finished = await _drain(response, wait)
                     return
-        for event in parser.close():
-            yield event
-        finished = True
+            if oversized is not None:
+                raise _too_large(target, oversized)
+            if not chunk:
+                finished = True
+                return
     finally:
         if finished:
             response.release()
@@ -477,23 +530,13 @@ async def _not_a_stream(
 async def request_json(
     target: Target, method: str, url: str, *, headers: dict[str, str], body: Any = None
 ) -> Any:
-    """One request whose answer is a JSON document; the whole answer within the timeouts."""
+    """One request whose answer is a JSON document, read whole within the timeouts and caps."""
+    deadline = time.monotonic() + target.options.turn_deadline
     response = await _open(target, method, url, headers, body)
     try:
         if response.status != 200:
             raise await _read_error(target, response)
-        try:
-            async with asyncio.timeout(target.options.idle_timeout):
-                raw = await response.content.read(MAX_JSON_BODY)
-        except TimeoutError:
-            raise TimedOut(
-                f"{target.label} went silent for {target.options.idle_timeout:g} s while "
-                "answering; try again."
-            ) from None
-        except aiohttp.ClientError:
-            raise Unavailable(
-                f"The connection to {target.label} dropped while it answered; try again."
-            ) from None
+        raw = await _read_body(target, response, deadline)
         if _is_html(response.headers.get("Content-Type", "").lower(), raw[:64]):
             raise _html_error(target.label)
         try:
@@ -505,6 +548,45 @@ async def request_json(
             ) from None
     finally:
         response.close()
+
+
+async def _read_body(target: Target, response: aiohttp.ClientResponse, deadline: float) -> bytes:
+    """The whole body, refused as soon as it is known to pass the cap (not read to its end)."""
+    opts = target.options
+    cap = opts.max_body_bytes
+    too_large = TooLarge(
+        f"{target.label} sent an answer larger than {size_words(cap)}, more than Coppertone "
+        "reads: is the base URL right?"
+    )
+    if (response.content_length or 0) > cap:
+        raise too_large
+    blocks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            async with asyncio.timeout(max(0.0, min(opts.idle_timeout, left))):
+                block = await response.content.readany()
+        except TimeoutError:
+            if left < opts.idle_timeout:
+                raise TimedOut(
+                    f"{target.label} took longer than {opts.turn_deadline:g} s to answer; "
+                    "try again."
+                ) from None
+            raise TimedOut(
+                f"{target.label} went silent for {opts.idle_timeout:g} s while answering; "
+                "try again."
+            ) from None
+        except aiohttp.ClientError:
+            raise Unavailable(
+                f"The connection to {target.label} dropped while it answered; try again."
+            ) from None
+        if not block:
+            return b"".join(blocks)
+        size += len(block)
+        if size > cap:
+            raise too_large
+        blocks.append(block)
 
 
 async def model_list(
@@ -570,22 +652,40 @@ def _should_retry(exc: ProviderError, attempt: int, waited: float, opts: Provide
 
 
 async def with_retries(
-    opts: ProviderOptions, attempt: Callable[[], AsyncGenerator[Event, None]]
+    opts: ProviderOptions, attempt: Callable[[float], AsyncGenerator[Event, None]]
 ) -> AsyncIterator[Event]:
-    """Run `attempt` again on a passing failure, but never once a token was delivered."""
+    """Run `attempt` again on a passing failure, but never once a token was delivered.
+
+    Every attempt is given the same deadline (monotonic time): the turn deadline counts
+    from the first request, retries included. A reply that grows past its cap is cut
+    there: what fits is delivered, then TooLarge.
+    """
+    deadline = time.monotonic() + opts.turn_deadline
+    room = opts.max_reply_chars
     waited = 0.0
     tries = 0
     while True:
         delivered = False
         try:
-            async with contextlib.aclosing(attempt()) as events:
+            async with contextlib.aclosing(attempt(deadline)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         delivered = True
+                        if len(event.text) > room:
+                            if room:
+                                yield TextDelta(event.text[:room])
+                            raise TooLarge(
+                                f"The reply grew past {opts.max_reply_chars:,} characters, "
+                                "the most Coppertone keeps of one reply; it was stopped "
+                                "there and what arrived is kept."
+                            )
+                        room -= len(event.text)
                     yield event
             return
         except ProviderError as exc:
             pause = -1.0 if delivered else _should_retry(exc, tries, waited, opts)
+            if pause >= 0 and time.monotonic() + pause >= deadline:
+                pause = -1.0
             if pause < 0:
                 raise
         tries += 1

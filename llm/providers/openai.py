@@ -115,10 +115,12 @@ class OpenAIProvider(Provider):
     # --- the contract --------------------------------------------------------------
 
     def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
-        return http.with_retries(self.options, lambda: self._attempt(request, creds))
+        return http.with_retries(
+            self.options, lambda deadline: self._attempt(request, creds, deadline)
+        )
 
     async def _attempt(
-        self, request: ChatRequest, creds: Credentials
+        self, request: ChatRequest, creds: Credentials, deadline: float
     ) -> AsyncGenerator[Event, None]:
         target = self._target(creds)
         url = self._chat_url(creds, request.model)
@@ -128,7 +130,13 @@ class OpenAIProvider(Provider):
         done = False
         usage: Usage | None = None
         events = http.stream_events(
-            target, "POST", url, headers=headers, body=body, is_final=_is_done
+            target,
+            "POST",
+            url,
+            headers=headers,
+            body=body,
+            is_final=_is_done,
+            deadline=deadline,
         )
         async with contextlib.aclosing(events):
             async for event in events:

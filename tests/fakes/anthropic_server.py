@@ -62,7 +62,7 @@ class FakeAnthropic(FakeServer):
             )
         return None
 
-    async def list_models(self, request: web.Request) -> web.Response:
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
         refused = self._refuse(request)
         if refused is not None:
             return refused
@@ -75,13 +75,14 @@ class FakeAnthropic(FakeServer):
             }
             for m in self.models
         ]
-        return web.json_response(
+        return await self.json_answer(
+            request,
             {
                 "data": data,
                 "has_more": False,
                 "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None,
-            }
+            },
         )
 
     async def messages(self, request: web.Request) -> web.StreamResponse:

@@ -18,6 +18,8 @@ The handle:
     fake.require_key     True; set False to accept requests without a key (Ollama & co).
     fake.credentials()   Credentials(api_key=fake.api_key, base_url=fake.base_url).
     fake.models          the list its models endpoint returns (editable).
+    fake.chunked_json    False; True sends the model list in two writes, chunked, with
+                         no Content-Length.
 
     fake.reply(text="Hello from the fake provider.", *, chunks=None, delay=0.0,
                first_byte_delay=0.0, usage=None, finish_reason="")
@@ -37,6 +39,11 @@ The handle:
         "split_utf8" (a multi-byte character split across writes), "split_event" (every
         SSE event split across writes), "crlf" (\\r\\n line endings), "keepalive"
         (`: keep-alive` comments between events).
+        Hostile ones: "huge_line" (half the reply, then a `data:` line of `huge_bytes`,
+        16 MB, with no newline), "huge_event" (half, then 16 MB of `data:` lines that
+        never reach their blank line), "drip" (half, then a newline every `drip_every`
+        seconds, 59 by default, until the client hangs up), "endless" (the content
+        frames over and over, never the end; `delay` paces them).
         The reply/scenario options combine: fake.reply("hi", split="event", keepalive=True);
         reply(..., content_type="text/plain") relabels a stream.
 

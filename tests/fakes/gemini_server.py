@@ -85,7 +85,7 @@ class FakeGemini(FakeServer):
             return web.json_response(bad_key_body(), status=400)
         return None
 
-    async def list_models(self, request: web.Request) -> web.Response:
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
         refused = self._refuse(request)
         if refused is not None:
             return refused
@@ -103,7 +103,7 @@ class FakeGemini(FakeServer):
                     "supportedGenerationMethods": methods,
                 }
             )
-        return web.json_response({"models": models})
+        return await self.json_answer(request, {"models": models})
 
     async def call(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["call"].partition(":")

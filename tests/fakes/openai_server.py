@@ -106,15 +106,15 @@ class FakeOpenAI(FakeServer):
         body = await request.json()
         return await self._chat(request, body, request.match_info["deployment"])
 
-    async def list_models(self, request: web.Request) -> web.Response:
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
         if not self._bearer_ok(request):
             return self._unauthorized()
-        return web.json_response(self._models_body())
+        return await self.json_answer(request, self._models_body())
 
-    async def azure_models(self, request: web.Request) -> web.Response:
+    async def azure_models(self, request: web.Request) -> web.StreamResponse:
         if not self.auth_ok(request.headers.get("api-key")):
             return self._unauthorized()
-        return web.json_response(self._models_body())
+        return await self.json_answer(request, self._models_body())
 
     def _models_body(self) -> dict[str, Any]:
         return {

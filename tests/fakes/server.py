@@ -10,11 +10,12 @@ handle's API as tests use it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -22,11 +23,25 @@ from aiohttp import web
 
 from llm.providers.base import Credentials
 
-End = Literal["done", "early", "silence", "drop", "error", "hold"]
+End = Literal[
+    "done",
+    "early",
+    "silence",
+    "drop",
+    "error",
+    "hold",
+    "huge_line",
+    "huge_event",
+    "drip",
+    "endless",
+]
 Split = Literal["", "utf8", "event"]
 
 # Long enough for any test to give up first; short enough that a forgotten stream ends.
 SILENCE_SECONDS = 30.0
+# A hostile stream (drip, endless) stops by itself after this long, if nobody hung up.
+HOSTILE_SECONDS = 300.0
+HUGE_BYTES = 16 * 1024 * 1024
 DEFAULT_TEXT = "Hello from the fake provider."
 
 
@@ -63,6 +78,8 @@ class Plan:
     keepalive: bool = False
     split: Split = ""
     content_type: str = "text/event-stream; charset=utf-8"
+    huge_bytes: int = HUGE_BYTES  # the size of a huge_line or huge_event ending
+    drip_every: float = 59.0  # seconds between the bytes of a drip ending
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -112,6 +129,15 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "split_event": {"split": "event"},
     "crlf": {"line_ending": "\r\n"},
     "keepalive": {"keepalive": True},
+    # A hostile upstream: half the reply, then one 16 MB `data:` line with no newline...
+    "huge_line": {"end": "huge_line"},
+    # ...or one event of 16 MB in `data:` lines of 64 KB that never reaches its blank line,
+    "huge_event": {"end": "huge_event"},
+    # ...or one byte (a newline) every `drip_every` seconds, forever, each within any
+    # idle timeout,
+    "drip": {"end": "drip"},
+    # ...or the reply's content frames over and over, never the end.
+    "endless": {"end": "endless"},
 }
 
 
@@ -154,6 +180,7 @@ class FakeServer:
             self.requests: list[Recorded] = []
             self.models: list[str] = list(self.default_models)
             self.require_key = True
+            self.chunked_json = False
         self._closed.clear()
 
     def reply(
@@ -354,12 +381,18 @@ class FakeServer:
         if plan.malformed:
             content[0] = frames.malformed
         half = content[: max(1, len(content) // 2)]
+        sequence: Iterable[str]
         if plan.end in ("done", "hold"):
             sequence, tail = content, frames.tail
         elif plan.end == "early":
             sequence, tail = frames.early_content or content, frames.tail_early
         elif plan.end == "error":
             sequence, tail = half, [frames.error]
+        elif plan.end == "endless":
+            until = time.monotonic() + HOSTILE_SECONDS
+            endless = itertools.cycle(frames.early_content or content)
+            sequence = itertools.takewhile(lambda _: time.monotonic() < until, endless)
+            tail = []
         else:
             sequence, tail = half, []
 
@@ -374,7 +407,9 @@ class FakeServer:
         for frame in tail:
             await self._send(response, plan, frame)
 
-        if plan.end in ("silence", "hold"):
+        if plan.end in ("huge_line", "huge_event", "drip"):
+            await self._hostile(response, plan)
+        if plan.end in ("silence", "hold", "huge_line", "huge_event"):
             await asyncio.sleep(SILENCE_SECONDS)
         elif plan.end == "drop":
             # Close the socket without the final empty chunk: the client sees the
@@ -385,6 +420,23 @@ class FakeServer:
             return response
         await response.write_eof()
         return response
+
+    async def _hostile(self, response: web.StreamResponse, plan: Plan) -> None:
+        """The ending of a server that means harm; it stops only when the client hangs up."""
+        if plan.end == "drip":
+            until = time.monotonic() + HOSTILE_SECONDS
+            while time.monotonic() < until:
+                await asyncio.sleep(plan.drip_every)
+                await response.write(b"\n")  # a blank line: no event, but a byte
+            return
+        piece = 64 * 1024
+        if plan.end == "huge_line":
+            await response.write(b'data: {"choices": "')
+            filler = b"x" * piece
+        else:
+            filler = b"data: " + b"x" * (piece - 7) + b"\n"
+        for _ in range(plan.huge_bytes // piece):
+            await response.write(filler)
 
     async def _send(self, response: web.StreamResponse, plan: Plan, frame: str) -> None:
         data = frame.replace("\n", plan.line_ending).encode()
@@ -402,6 +454,20 @@ class FakeServer:
             await response.write(data[cut:])
         else:
             await response.write(data)
+
+    async def json_answer(self, request: web.Request, data: Any) -> web.StreamResponse:
+        """A JSON document; with `chunked_json`, sent in two writes and no Content-Length."""
+        if not self.chunked_json:
+            return web.json_response(data)
+        body = json.dumps(data).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        await asyncio.sleep(0.02)  # so the client sees the two halves as two reads
+        await response.write(body[len(body) // 2 :])
+        await response.write_eof()
+        return response
 
     def auth_ok(self, presented: str | None) -> bool:
         if not self.require_key:

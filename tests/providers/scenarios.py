@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 
 from llm.providers import registry
 from llm.providers.base import (
@@ -21,6 +22,7 @@ from llm.providers.base import (
     RateLimited,
     TextDelta,
     TimedOut,
+    TooLarge,
     Unavailable,
 )
 from llm.providers.http import ProtocolError
@@ -287,6 +289,64 @@ async def test_cancelling_the_task_closes_the_upstream(
         await task
     assert await fake.closed(2)
     assert len(got) < 200
+
+
+# --- a hostile upstream: each ends the reply in words, keeping what arrived ------------
+
+
+async def test_a_16_mb_line_ends_the_reply_at_the_line_cap(
+    fake: FakeServer, kind: str, creds: Credentials, model: str
+) -> None:
+    fake.scenario("huge_line", "one two three four five six")
+    async with asyncio.timeout(10):
+        out = await collect(adapter(kind).stream(ask(model), creds))
+    assert isinstance(out.error, TooLarge)
+    assert out.error.message.startswith(f"{registry.spec(kind).label} sent a line longer")
+    assert "longer than 1 MB" in out.error.message
+    assert "the reply was stopped there and what arrived is kept" in out.error.message
+    assert out.text and "one two three four five six".startswith(out.text)
+    assert await fake.closed(2)  # hung up on, not read to its end
+
+
+async def test_a_16_mb_event_ends_the_reply_at_the_event_cap(
+    fake: FakeServer, kind: str, creds: Credentials, model: str
+) -> None:
+    fake.scenario("huge_event", "one two three four five six")
+    async with asyncio.timeout(10):
+        out = await collect(adapter(kind).stream(ask(model), creds))
+    assert isinstance(out.error, TooLarge)
+    assert "sent one event longer than 1 MB" in out.error.message
+    assert out.text and "one two three four five six".startswith(out.text)
+    assert await fake.closed(2)
+
+
+async def test_a_drip_fed_reply_ends_at_the_turn_deadline(
+    fake: FakeServer, kind: str, creds: Credentials, model: str
+) -> None:
+    # A byte every 0.1 s never trips the 0.5 s idle timeout; the deadline ends it.
+    fake.scenario("drip", "one two three four five six", drip_every=0.1)
+    options = dataclasses.replace(FAST, turn_deadline=1.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    out = await collect(registry.create(kind, options).stream(ask(model), creds))
+    assert isinstance(out.error, TimedOut)
+    assert "took longer than 1 s, the most one reply may take" in out.error.message
+    assert out.text and "one two three four five six".startswith(out.text)
+    assert 1.0 <= loop.time() - started < 3.0
+    assert await fake.closed(2)
+
+
+async def test_an_endless_reply_stops_at_the_reply_cap(
+    fake: FakeServer, kind: str, creds: Credentials, model: str
+) -> None:
+    fake.scenario("endless", "over and over ")
+    options = dataclasses.replace(FAST, max_reply_chars=500)
+    async with asyncio.timeout(10):
+        out = await collect(registry.create(kind, options).stream(ask(model), creds))
+    assert isinstance(out.error, TooLarge)
+    assert "The reply grew past 500 characters" in out.error.message
+    assert out.text == ("over and over " * 40)[:500]  # exactly the cap, cut mid-piece
+    assert await fake.closed(2)
 
 
 async def test_list_models(fake: FakeServer, kind: str, creds: Credentials) -> None:
