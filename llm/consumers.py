@@ -29,6 +29,10 @@ from llm.turns import Turn, run_turn
 log = logging.getLogger(__name__)
 
 MAX_FRAME_CHARS = 200_000
+TOO_LARGE = (
+    f"That frame is over {MAX_FRAME_CHARS:,} characters, so the connection was closed; "
+    "shorten the message and send it again."
+)
 # One socket follows at most this many replies at once (compare mode follows several).
 MAX_FOLLOWS = 8
 
@@ -147,6 +151,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is not None and len(text_data) > MAX_FRAME_CHARS:
+            await self.send(error_frame(TurnError("too_large", TOO_LARGE)))
+            await self.close(code=1009)  # "message too big"
+            return
         try:
             data = self._parse(text_data)
             kind = data.get("type")
@@ -177,8 +185,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _parse(text_data: str | None) -> dict[str, Any]:
         if text_data is None:
             raise _bad("Send JSON text frames, not binary.")
-        if len(text_data) > MAX_FRAME_CHARS:
-            raise TurnError("too_large", "That message is too long to send.")
         try:
             data = json.loads(text_data)
         except json.JSONDecodeError:
