@@ -22,10 +22,15 @@ ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DEBUG=off \
     DATA_DIR=/app/data \
-    WEB_CONCURRENCY=2
+    WEB_CONCURRENCY=2 \
+    FORWARDED_ALLOW_IPS=127.0.0.1
 RUN DEBUG=off python manage.py collectstatic --noinput
 USER coppertone
 EXPOSE 8000
 # Migrations run once per deploy (e.g. `docker run IMAGE python manage.py migrate`);
 # each container then serves HTTP and WebSockets with several ASGI workers.
-CMD ["sh", "-c", "uvicorn coppertone.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY} --proxy-headers --forwarded-allow-ips='*' --no-server-header"]
+# X-Forwarded-For/-Proto are believed only from FORWARDED_ALLOW_IPS (the proxy's
+# addresses, comma-separated): from anyone else they would fake the client's address
+# (the per-IP sign-in limit) and HTTPS. `exec`: uvicorn is PID 1 and so gets
+# `docker stop`'s SIGTERM itself, which ends running replies cleanly.
+CMD ["sh", "-c", "exec uvicorn coppertone.asgi:application --host 0.0.0.0 --port 8000 --workers \"${WEB_CONCURRENCY}\" --proxy-headers --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS}\" --no-server-header"]

@@ -14,12 +14,25 @@ import re
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 
 _md = (
     MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     .enable(["table", "strikethrough"])
     .disable("image")
 )
+
+
+def _alignment_as_class(state: StateCore) -> None:
+    # markdown-it aligns table cells with style="text-align:…"; the Content-Security-Policy
+    # allows no inline style, so the alignment becomes a class (widget.css styles it).
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and "style" in token.attrs:
+            align = str(token.attrs.pop("style")).removeprefix("text-align:")
+            token.attrSet("class", f"align-{align}")
+
+
+_md.core.ruler.push("alignment_as_class", _alignment_as_class)
 
 TAGS = {
     "p", "br", "hr", "strong", "em", "del", "s", "code", "pre", "blockquote",
@@ -31,21 +44,21 @@ ATTRIBUTES = {
     "code": {"class"},
     "pre": {"class"},
     "ol": {"start"},
-    "th": {"style"},
-    "td": {"style"},
+    "th": {"class"},
+    "td": {"class"},
 }
 _LANGUAGE = re.compile(r"language-[A-Za-z0-9_+#.-]{1,40}")
-_ALIGN = re.compile(r"text-align:(left|right|center)")
+_ALIGN = re.compile(r"align-(left|right|center)")
 
 
 def _keep(tag: str, attribute: str, value: str) -> str | None:
-    # Classes and styles are closed lists: only what markdown-it itself writes.
+    # Classes are a closed list: only what markdown-it itself writes (and the alignment).
     if attribute == "class":
         if tag == "pre":
             return value if value == "code-block" else None
+        if tag in ("th", "td"):
+            return value if _ALIGN.fullmatch(value) else None
         return value if _LANGUAGE.fullmatch(value) else None
-    if attribute == "style":
-        return value if _ALIGN.fullmatch(value) else None
     return value
 
 

@@ -48,6 +48,12 @@
     }
   });
 
+  // A new token is selected as soon as it is focused, ready to copy (no inline handler:
+  // the Content-Security-Policy forbids them).
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("[data-select-on-focus]")) event.target.select();
+  });
+
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
 })();

@@ -31,7 +31,9 @@ def follows_to_the_stored_end(page: Any) -> None:
     expect(
         page.locator(".msg-assistant.msg-streaming, .msg-assistant .streaming")
     ).not_to_have_count(0)
-    page.wait_for_function(f"{SHOWN}.includes('w20 ')")
+    # A function, not an expression: Playwright evals a bare expression in the page,
+    # which the Content-Security-Policy (no 'unsafe-eval') refuses.
+    page.wait_for_function(f"() => {SHOWN}.includes('w20 ')")
     shown = page.evaluate(SHOWN)
     assert FULL.startswith(shown), shown  # the text so far once, nothing doubled or missing
     expect(page.locator(".msg-assistant .msg-meta").last).to_contain_text(" out", timeout=15_000)
@@ -87,7 +89,7 @@ def test_two_tabs_show_the_same_reply_and_either_can_stop_it(
     second = other.locator(".msg-assistant .msg-body").last
     expect(second).to_contain_text("word word")
     grown = len(other.evaluate(SHOWN))
-    other.wait_for_function(f"{SHOWN}.length > {grown}")  # live, not a stored copy
+    other.wait_for_function(f"() => {SHOWN}.length > {grown}")  # live, not a stored copy
 
     other.get_by_role("button", name="Stop", exact=True).click()
     for tab in (page, other):
