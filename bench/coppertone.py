@@ -38,7 +38,7 @@ def environment(workdir: Path, smoke: bool) -> dict[str, str]:
             "DEBUG": "0",
             "SECURE_SSL_REDIRECT": "0",
             "ALLOWED_HOSTS": HOST,
-            "LLM_ALLOW_PRIVATE_HOSTS": "1",
+            "LLM_PRIVATE_HOSTS": "127.0.0.0/8",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "LLM_ENCRYPTION_KEYS": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "DATA_DIR": str(workdir / "data"),

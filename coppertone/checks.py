@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from llm import crypto, limits
+from llm.providers.guard import PrivateHosts
 
 _KEY_HOWTO = (
     'Generate one with: python -c "import base64,secrets;'
@@ -52,6 +53,16 @@ def production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     except ValueError as exc:
         problems.append(
             Error(str(exc), hint="For example LLM_RATE_LIMIT=30/m.", id="coppertone.E005")
+        )
+    try:
+        PrivateHosts.parse(tuple(settings.LLM_PRIVATE_HOSTS))
+    except ValueError as exc:
+        problems.append(
+            Error(
+                f"LLM_PRIVATE_HOSTS: {exc}.",
+                hint="For example LLM_PRIVATE_HOSTS=127.0.0.1:11434,10.1.0.0/16.",
+                id="coppertone.E006",
+            )
         )
     if not settings.DEBUG:
         if not settings.ALLOWED_HOSTS:

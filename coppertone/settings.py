@@ -224,9 +224,12 @@ LOGGING = {
 
 # --- LLM hub -----------------------------------------------------------------
 
-# Loopback and private addresses (Ollama on 127.0.0.1) are reachable only when
-# the operator allows it: on in development, off by default in production.
-LLM_ALLOW_PRIVATE_HOSTS: bool = env.bool("LLM_ALLOW_PRIVATE_HOSTS", default=DEBUG)
+# The private and loopback addresses a user's base URL may reach (Ollama on 127.0.0.1),
+# each an address or a network with an optional port: "127.0.0.1:11434,10.1.0.0/16".
+# Development allows loopback; production allows none unless the operator lists them.
+LLM_PRIVATE_HOSTS: list[str] = env.list(
+    "LLM_PRIVATE_HOSTS", default=["127.0.0.0/8", "::1"] if DEBUG else []
+)
 LLM_CONNECT_TIMEOUT: float = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
 LLM_FIRST_BYTE_TIMEOUT: float = env.float("LLM_FIRST_BYTE_TIMEOUT", default=60.0)
 LLM_IDLE_TIMEOUT: float = env.float("LLM_IDLE_TIMEOUT", default=60.0)

@@ -41,10 +41,10 @@ def key_problem(key: str) -> str | None:
 
 def url_problem(url: str) -> str | None:
     """Why the outbound guard would refuse `url`, or None when it may be fetched."""
-    from llm.providers import http as outbound  # the adapters' guard: one rule for both
+    from llm.providers import guard  # the adapters' guard: one rule for both
 
     try:
-        outbound.check_url(url, allow_private=settings.LLM_ALLOW_PRIVATE_HOSTS)
+        guard.check_url(url, private=guard.PrivateHosts.parse(tuple(settings.LLM_PRIVATE_HOSTS)))
     except ProviderError as refused:
         return refused.message
     return None

@@ -27,7 +27,7 @@ def provider_options() -> ProviderOptions:
         max_event_bytes=settings.LLM_MAX_EVENT_BYTES,
         max_reply_chars=settings.LLM_MAX_REPLY_CHARS,
         max_body_bytes=settings.LLM_MAX_BODY_BYTES,
-        allow_private_hosts=settings.LLM_ALLOW_PRIVATE_HOSTS,
+        private_hosts=tuple(settings.LLM_PRIVATE_HOSTS),
         local_model_path=settings.LOCAL_MODEL_PATH,
         local_model_threads=settings.LOCAL_MODEL_THREADS,
         local_model_context=settings.LOCAL_MODEL_CONTEXT,

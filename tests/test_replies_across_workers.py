@@ -58,7 +58,7 @@ class Worker:
             "REDIS_URL": settings.REDIS_URL,
             "SECRET_KEY": settings.SECRET_KEY,
             "LLM_ENCRYPTION_KEYS": ",".join(settings.LLM_ENCRYPTION_KEYS),
-            "LLM_ALLOW_PRIVATE_HOSTS": "true",
+            "LLM_PRIVATE_HOSTS": "127.0.0.0/8",
             "LLM_MAX_RETRIES": "0",
             "LLM_SHUTDOWN_GRACE_SECONDS": "1",
         }

@@ -63,7 +63,8 @@ class ProviderOptions:
     max_event_bytes: int = 1024 * 1024
     max_reply_chars: int = 1_000_000
     max_body_bytes: int = 4 * 1024 * 1024  # a non-streamed answer, such as a model list
-    allow_private_hosts: bool = False
+    # The operator's LLM_PRIVATE_HOSTS: private addresses a base URL may reach.
+    private_hosts: tuple[str, ...] = ()
     local_model_path: str = ""
     local_model_threads: int = 0
     local_model_context: int = 2048

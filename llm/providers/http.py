@@ -51,8 +51,8 @@ from llm.providers.base import (
 
 # The guard and the parser live in their own modules; callers may reach them from here.
 from llm.providers.guard import GuardRefusal as GuardRefusal
+from llm.providers.guard import PrivateHosts, guarded_socket
 from llm.providers.guard import check_url as check_url
-from llm.providers.guard import guarded_socket
 from llm.providers.sse import SSEEvent as SSEEvent
 from llm.providers.sse import SSEParser, SSETooLarge
 
@@ -75,11 +75,13 @@ class ConnectTimedOut(TimedOut):
 
 # --- one pooled session per event loop ---------------------------------------------
 
-_sessions: dict[tuple[asyncio.AbstractEventLoop, bool], aiohttp.ClientSession] = {}
-_keepers: dict[tuple[asyncio.AbstractEventLoop, bool], AsyncGenerator[None, None]] = {}
+_sessions: dict[tuple[asyncio.AbstractEventLoop, PrivateHosts], aiohttp.ClientSession] = {}
+_keepers: dict[tuple[asyncio.AbstractEventLoop, PrivateHosts], AsyncGenerator[None, None]] = {}
 
 
-async def _keeper(key: tuple[asyncio.AbstractEventLoop, bool]) -> AsyncGenerator[None, None]:
+async def _keeper(
+    key: tuple[asyncio.AbstractEventLoop, PrivateHosts],
+) -> AsyncGenerator[None, None]:
     # An async generator the loop finalises in shutdown_asyncgens(), just before it
     # closes: the one hook asyncio offers to close a session with its loop.
     try:
@@ -91,10 +93,10 @@ async def _keeper(key: tuple[asyncio.AbstractEventLoop, bool]) -> AsyncGenerator
             await session.close()
 
 
-async def client(allow_private: bool) -> aiohttp.ClientSession:
+async def client(private: PrivateHosts) -> aiohttp.ClientSession:
     """The shared session for the running loop; its sockets obey the guard policy."""
     loop = asyncio.get_running_loop()
-    key = (loop, allow_private)
+    key = (loop, private)
     session = _sessions.get(key)
     if session is not None and not session.closed:
         return session
@@ -104,7 +106,7 @@ async def client(allow_private: bool) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=0,  # streams are long; the operator's workers bound concurrency, not us
         ttl_dns_cache=10,
-        socket_factory=guarded_socket(allow_private),
+        socket_factory=guarded_socket(private),
     )
     session = aiohttp.ClientSession(
         connector=connector,
@@ -319,8 +321,9 @@ async def _open(
 ) -> aiohttp.ClientResponse:
     """Send the request; return the response once its status line and headers came."""
     opts = target.options
-    check_url(url, allow_private=opts.allow_private_hosts)
-    session = await client(opts.allow_private_hosts)
+    private = PrivateHosts.parse(opts.private_hosts)
+    check_url(url, private=private)
+    session = await client(private)
     timeout = aiohttp.ClientTimeout(total=None, connect=opts.connect_timeout)
     wait = opts.first_byte_timeout
     left = wait if deadline is None else deadline - time.monotonic()

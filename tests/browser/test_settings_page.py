@@ -82,7 +82,7 @@ def test_from_nothing_to_a_verified_provider_and_a_reply(
 def test_validation_and_delete_with_confirmation(
     page: Any, live_url: str, alice: User, artifacts: Path, settings: Any
 ) -> None:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = False
+    settings.LLM_PRIVATE_HOSTS = []
     sign_in(page, live_url, "alice")
     page.goto(f"{live_url}/settings/llm/")
     card = page.locator("#provider-anthropic")

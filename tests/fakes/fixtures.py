@@ -4,7 +4,7 @@
 on 127.0.0.1 that speaks that provider's wire format. The servers live for the whole
 session (in background threads, so sync tests, async tests and a live server all reach
 them); each test gets its handle reset: empty queue, no recorded requests, default models.
-Using one of these fixtures also turns on `settings.LLM_ALLOW_PRIVATE_HOSTS`, since the
+Using one of these fixtures also allows loopback in `settings.LLM_PRIVATE_HOSTS`, since the
 fakes listen on a loopback address that the outbound URL guard refuses otherwise.
 
 The handle:
@@ -82,7 +82,7 @@ def _fake_openai_server() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def fake_openai(_fake_openai_server: FakeOpenAI, settings: Any) -> Iterator[FakeOpenAI]:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.0/8"]
     _fake_openai_server.reset()
     yield _fake_openai_server
     _fake_openai_server.reset()
@@ -97,7 +97,7 @@ def _fake_anthropic_server() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture
 def fake_anthropic(_fake_anthropic_server: FakeAnthropic, settings: Any) -> Iterator[FakeAnthropic]:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.0/8"]
     _fake_anthropic_server.reset()
     yield _fake_anthropic_server
     _fake_anthropic_server.reset()
@@ -112,7 +112,7 @@ def _fake_gemini_server() -> Iterator[FakeGemini]:
 
 @pytest.fixture
 def fake_gemini(_fake_gemini_server: FakeGemini, settings: Any) -> Iterator[FakeGemini]:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.0/8"]
     _fake_gemini_server.reset()
     yield _fake_gemini_server
     _fake_gemini_server.reset()

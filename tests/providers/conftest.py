@@ -16,7 +16,7 @@ FAST = ProviderOptions(
     idle_timeout=0.5,
     max_retries=2,
     max_retry_wait=3.0,
-    allow_private_hosts=True,
+    private_hosts=("127.0.0.0/8",),
 )
 
 # Only for the tests that wait for a timeout to fire.
@@ -26,7 +26,7 @@ TIGHT = ProviderOptions(
     idle_timeout=0.2,
     max_retries=0,
     max_retry_wait=0.0,
-    allow_private_hosts=True,
+    private_hosts=("127.0.0.0/8",),
 )
 
 

@@ -24,14 +24,16 @@ from llm.providers.base import (
     Refused,
     Unavailable,
 )
-from llm.providers.guard import check_url
+from llm.providers.guard import PrivateHosts, check_url
 from llm.providers.sse import SSEEvent, SSEParser
 from tests.fakes.openai_server import FakeOpenAI
 from tests.providers.conftest import FAST, collect
 
 PRIVATE_OFF = ProviderOptions(
-    connect_timeout=2.0, first_byte_timeout=1.0, idle_timeout=0.5, allow_private_hosts=False
+    connect_timeout=2.0, first_byte_timeout=1.0, idle_timeout=0.5, private_hosts=()
 )
+NONE = PrivateHosts()
+EVERY = PrivateHosts.parse(("0.0.0.0/0", "::/0"))  # every private address allowed
 
 
 def this_machine() -> list[str]:
@@ -65,10 +67,10 @@ def ask() -> ChatRequest:
         "http://100.100.100.200/latest/meta-data/",
     ],
 )
-@pytest.mark.parametrize("allow_private", [False, True])
-def test_metadata_and_link_local_are_always_refused(url: str, allow_private: bool) -> None:
+@pytest.mark.parametrize("private", [NONE, EVERY])
+def test_metadata_and_link_local_are_always_refused(url: str, private: PrivateHosts) -> None:
     with pytest.raises(Refused) as caught:
-        check_url(url, allow_private=allow_private)
+        check_url(url, private=private)
     assert "Coppertone will not connect to" in caught.value.message
 
 
@@ -78,7 +80,7 @@ def test_metadata_and_link_local_are_always_refused(url: str, allow_private: boo
 )
 def test_only_http_and_https(url: str) -> None:
     with pytest.raises(Refused) as caught:
-        check_url(url, allow_private=True)
+        check_url(url, private=EVERY)
     assert caught.value.message in (
         "The base URL must start with http:// or https://.",
         "The base URL has no host name.",
@@ -100,9 +102,9 @@ def test_only_http_and_https(url: str) -> None:
 )
 def test_private_and_loopback_only_when_allowed(url: str) -> None:
     with pytest.raises(Refused) as caught:
-        check_url(url, allow_private=False)
-    assert "LLM_ALLOW_PRIVATE_HOSTS" in caught.value.message
-    check_url(url, allow_private=True)
+        check_url(url, private=NONE)
+    assert "LLM_PRIVATE_HOSTS" in caught.value.message
+    check_url(url, private=EVERY)
 
 
 @pytest.mark.parametrize(
@@ -116,19 +118,63 @@ def test_private_and_loopback_only_when_allowed(url: str) -> None:
     ],
 )
 def test_public_hosts_pass(url: str) -> None:
-    check_url(url, allow_private=False)
+    check_url(url, private=NONE)
 
 
 def test_credentials_in_the_url_are_refused() -> None:
     with pytest.raises(Refused) as caught:
-        check_url("https://user:sk-secret@api.openai.com/v1", allow_private=False)
+        check_url("https://user:sk-secret@api.openai.com/v1", private=NONE)
     assert "sk-secret" not in caught.value.message
     assert "API key field" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:11434/v1", True),
+        ("http://127.0.0.1:6379/v1", False),  # same host, another port
+        ("http://localhost:11434/v1", True),
+        ("http://10.1.2.3/v1", True),
+        ("http://10.2.0.1/v1", False),
+        ("http://[::1]:8080/v1", True),
+        ("http://[::1]:8081/v1", False),
+    ],
+)
+def test_the_allowlist_names_addresses_networks_and_ports(url: str, allowed: bool) -> None:
+    listed = PrivateHosts.parse(("127.0.0.1:11434", "10.1.0.0/16", "[::1]:8080"))
+    if allowed:
+        check_url(url, private=listed)
+    else:
+        with pytest.raises(Refused, match="LLM_PRIVATE_HOSTS"):
+            check_url(url, private=listed)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::a00:1]/v1",  # NAT64 of 10.0.0.1
+        "http://[64:ff9b::7f00:1]/v1",  # NAT64 of 127.0.0.1
+        "http://[::10.0.0.1]/v1",  # IPv4-compatible
+        "http://[::127.0.0.1]/v1",
+        "http://[2002:a00:1::]/v1",  # 6to4 of 10.0.0.1
+        "http://[fec0::1]/v1",  # site-local
+        "http://[64:ff9b::a9fe:a9fe]/v1",  # NAT64 of the metadata address
+    ],
+)
+def test_ipv6_forms_of_private_addresses_are_refused(url: str) -> None:
+    with pytest.raises(Refused):
+        check_url(url, private=NONE)
+
+
+@pytest.mark.parametrize("entry", ["nonsense", "10.0.0.0/33", "127.0.0.1:port"])
+def test_a_malformed_allowlist_entry_is_explained(entry: str) -> None:
+    with pytest.raises(ValueError, match="127.0.0.1:11434"):
+        PrivateHosts.parse((entry,))
+
+
 def test_a_bad_port_is_refused_in_words() -> None:
     with pytest.raises(Refused, match="not a valid URL"):
-        check_url("http://example.com:99999/v1", allow_private=False)
+        check_url("http://example.com:99999/v1", private=NONE)
 
 
 # --- the guard, at call time and at connect time ------------------------------------
@@ -161,7 +207,7 @@ async def test_a_name_that_resolves_to_loopback_is_refused_at_connect_time(
     # only the address the socket would reach gives them away.
     for host in ("0x7f000001", *this_machine()):
         creds = fake_openai.credentials(base_url=f"http://{host}:{fake_openai.port}/v1")
-        check_url(creds.base_url, allow_private=False)  # the text alone looks public
+        check_url(creds.base_url, private=NONE)  # the text alone looks public
         out = await collect(registry.create("openai", PRIVATE_OFF).stream(ask(), creds))
         assert isinstance(out.error, Refused), host
         assert "private or loopback" in out.error.message
@@ -177,7 +223,7 @@ async def test_an_url_aiohttp_cannot_use_is_refused_in_words() -> None:
 
 async def test_the_session_itself_refuses_localhost(fake_openai: FakeOpenAI) -> None:
     # Even a caller that skipped check_url cannot reach a refused address.
-    session = await http.client(allow_private=False)
+    session = await http.client(private=NONE)
     with pytest.raises(aiohttp.ClientConnectorError) as caught:
         await session.get(f"http://localhost:{fake_openai.port}/v1/models")
     assert isinstance(caught.value.os_error, guard.GuardRefusal)
@@ -205,7 +251,7 @@ def test_connect_timeout_in_its_own_words() -> None:
         with contextlib.suppress(BlockingIOError):
             filler.connect(("127.0.0.1", port))
         fillers.append(filler)
-    options = ProviderOptions(connect_timeout=0.3, max_retries=0, allow_private_hosts=True)
+    options = ProviderOptions(connect_timeout=0.3, max_retries=0, private_hosts=("127.0.0.0/8",))
     creds = Credentials(api_key="sk-x", base_url=f"http://127.0.0.1:{port}/v1")
     try:
         out = asyncio.run(collect(registry.create("openai", options).stream(ask(), creds)))
@@ -238,7 +284,7 @@ async def test_a_json_document_instead_of_a_stream_is_named(fake_openai: FakeOpe
 
 def test_one_session_per_loop_closed_with_its_loop() -> None:
     async def grab() -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
-        return await http.client(True), await http.client(True)
+        return await http.client(EVERY), await http.client(EVERY)
 
     first, again = asyncio.run(grab())
     assert first is again
@@ -271,7 +317,7 @@ async def test_a_stopped_stream_does_not_return_its_connection(fake_openai: Fake
 
 
 async def test_the_guard_policy_gets_its_own_session() -> None:
-    assert await http.client(True) is not await http.client(False)
+    assert await http.client(EVERY) is not await http.client(NONE)
 
 
 # --- server-sent events -------------------------------------------------------------

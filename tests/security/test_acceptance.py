@@ -168,13 +168,13 @@ async def test_a_chat_body_cannot_redirect_the_call_or_set_its_cost(
 def test_metadata_and_other_schemes_are_refused_even_with_private_hosts_allowed(
     url: str, settings: Any
 ) -> None:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.0/8"]
     assert url_problem(url) is not None
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:11434/v1", "http://10.0.0.5/v1"])
 def test_loopback_and_private_ranges_are_refused_unless_allowed(url: str, settings: Any) -> None:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = False
+    settings.LLM_PRIVATE_HOSTS = []
     assert url_problem(url) is not None
 
 
@@ -217,3 +217,11 @@ async def test_bad_frames_are_structured_errors_and_the_socket_stays_usable(
         assert frame["type"] == "error" and frame["error"]["code"] == "bad_request"
     await socket.send_json_to({"type": "stop"})  # still listening
     assert await socket.receive_nothing(timeout=0.2)
+
+
+def test_a_malformed_private_hosts_entry_stops_the_start_with_an_example(settings: Any) -> None:
+    from coppertone.checks import production_settings
+
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.1:11434", "ollama-box"]
+    found = [p for p in production_settings() if p.id == "coppertone.E006"]
+    assert found and "'ollama-box'" in found[0].msg and "10.1.0.0/16" in (found[0].hint or "")

@@ -26,7 +26,7 @@ HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 @pytest.fixture
 def attacker(settings: Any) -> Iterator[FakeOpenAI]:
     """A server someone would like alice's key to reach (it records every request)."""
-    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.0/8"]
     server = FakeOpenAI().start()
     yield server
     server.stop()

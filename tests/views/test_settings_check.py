@@ -41,7 +41,7 @@ def form_data(fake: FakeOpenAI, **overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def black_hole(settings: Any) -> Iterator[str]:
     """A base URL whose server accepts connections and never answers."""
-    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.0/8"]
     settings.LLM_FIRST_BYTE_TIMEOUT = settings.LLM_IDLE_TIMEOUT = 0.5
     settings.LLM_MAX_RETRIES = 0
     with socket.socket() as listener:
@@ -96,7 +96,7 @@ def test_a_stored_url_the_guard_now_refuses_is_explained(
     alice_client: Client, alice: User, fake_openai: FakeOpenAI, settings: Any
 ) -> None:
     config = saved_openai(alice, fake_openai.base_url, fake_openai.api_key)
-    settings.LLM_ALLOW_PRIVATE_HOSTS = False  # the operator turned private hosts off since
+    settings.LLM_PRIVATE_HOSTS = []  # the operator turned private hosts off since
     html = alice_client.post("/settings/llm/openai/test/", **HTMX).content.decode()
     assert "Coppertone will not connect to 127.0.0.1" in html
     assert fake_openai.requests == []

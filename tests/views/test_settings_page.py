@@ -176,7 +176,7 @@ def test_out_of_range_numbers_are_explained_next_to_the_field(
 def test_a_base_url_the_guard_refuses_is_explained(
     alice_client: Client, settings: Any, url: str, message: str
 ) -> None:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = False
+    settings.LLM_PRIVATE_HOSTS = []
     response = alice_client.post("/settings/llm/openai/", form_data(base_url=url))
     html = response.content.decode()
     assert message in html
@@ -187,7 +187,7 @@ def test_a_base_url_the_guard_refuses_is_explained(
 def test_loopback_is_allowed_when_the_operator_allows_private_hosts(
     alice_client: Client, settings: Any
 ) -> None:
-    settings.LLM_ALLOW_PRIVATE_HOSTS = True
+    settings.LLM_PRIVATE_HOSTS = ["127.0.0.0/8"]
     response = alice_client.post(
         "/settings/llm/ollama/",
         {
