@@ -64,6 +64,15 @@ def production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 id="coppertone.E006",
             )
         )
+    if settings.LLM_ALLOW_PRIVATE_HOSTS_LEFT:
+        problems.append(
+            Warning(
+                "LLM_ALLOW_PRIVATE_HOSTS is no longer read: private addresses are now an "
+                "allowlist.",
+                hint="List the servers instead, e.g. LLM_PRIVATE_HOSTS=127.0.0.1:11434.",
+                id="coppertone.W004",
+            )
+        )
     if not settings.DEBUG:
         if not settings.ALLOWED_HOSTS:
             problems.append(

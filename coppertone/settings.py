@@ -230,6 +230,8 @@ LOGGING = {
 LLM_PRIVATE_HOSTS: list[str] = env.list(
     "LLM_PRIVATE_HOSTS", default=["127.0.0.0/8", "::1"] if DEBUG else []
 )
+# The switch it replaced, read only so that a system check can say it no longer works.
+LLM_ALLOW_PRIVATE_HOSTS_LEFT: str = env.str("LLM_ALLOW_PRIVATE_HOSTS", default="")
 LLM_CONNECT_TIMEOUT: float = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
 LLM_FIRST_BYTE_TIMEOUT: float = env.float("LLM_FIRST_BYTE_TIMEOUT", default=60.0)
 LLM_IDLE_TIMEOUT: float = env.float("LLM_IDLE_TIMEOUT", default=60.0)

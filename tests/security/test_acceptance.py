@@ -225,3 +225,11 @@ def test_a_malformed_private_hosts_entry_stops_the_start_with_an_example(setting
     settings.LLM_PRIVATE_HOSTS = ["127.0.0.1:11434", "ollama-box"]
     found = [p for p in production_settings() if p.id == "coppertone.E006"]
     assert found and "'ollama-box'" in found[0].msg and "10.1.0.0/16" in (found[0].hint or "")
+
+
+def test_the_replaced_private_hosts_switch_is_reported(settings: Any) -> None:
+    from coppertone.checks import production_settings
+
+    settings.LLM_ALLOW_PRIVATE_HOSTS_LEFT = "true"
+    found = [p for p in production_settings() if p.id == "coppertone.W004"]
+    assert found and "LLM_PRIVATE_HOSTS=" in (found[0].hint or "")
