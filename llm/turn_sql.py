@@ -20,6 +20,7 @@ from django.db import connection, models
 from django.utils import timezone
 
 from accounts.models import User
+from llm.events import TurnFinished
 from llm.models import Conversation, Message, ProviderConfig
 
 INTERRUPTED = "interrupted by a server restart"
@@ -128,22 +129,9 @@ def insert_exchange(
     return ids["user"], ids["assistant"]
 
 
-def store_reply(
-    message_id: int,
-    user_message_id: int,
-    *,
-    content: str,
-    status: str,
-    input_tokens: int,
-    output_tokens: int,
-    cost: Decimal,
-    ttft_ms: float | None,
-    latency_ms: float,
-    error_code: str,
-    error_message: str,
-    seq: int,
-    now: dt.datetime,
-) -> None:
+def store_reply(reply: TurnFinished, user_message_id: int, *, seq: int, now: dt.datetime) -> None:
+    """Write how the reply ended onto its row (and link it to its question)."""
+    error = reply.error
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_table(Message)} SET content = %s, status = %s, input_tokens = %s, "
@@ -151,19 +139,19 @@ def store_reply(
             "error_message = %s, reply_to_id = %s, seq = %s, reserved_cost = 0, updated_at = %s "
             "WHERE id = %s",
             [
-                content,
-                status,
-                input_tokens,
-                output_tokens,
-                _money(cost),
-                ttft_ms,
-                latency_ms,
-                error_code,
-                error_message,
+                reply.content,
+                reply.status,
+                reply.input_tokens,
+                reply.output_tokens,
+                _money(reply.cost),
+                reply.ttft_ms,
+                reply.latency_ms,
+                error.code if error else "",
+                error.message if error else "",
                 user_message_id,
                 seq,
                 _stamp(now),
-                message_id,
+                reply.message_id,
             ],
         )
 

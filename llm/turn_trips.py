@@ -414,34 +414,7 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
     day = timezone.localdate(now)
     cost = pricing.cost(plan.kind, plan.model, day, input_tokens, output_tokens)
     html = render.to_html(outcome.content) if ask.render_html else ""
-    error = outcome.error
-    with transaction.atomic():
-        turn_sql.store_reply(
-            plan.message_id,
-            plan.user_message_id,
-            content=outcome.content,
-            status=outcome.status,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            ttft_ms=outcome.ttft_ms,
-            latency_ms=outcome.latency_ms,
-            error_code=error.code if error else "",
-            error_message=error.message if error else "",
-            seq=outcome.seq,
-            now=now,
-        )
-        limits.record_usage(
-            user_id=ask.user.pk,
-            day=day,
-            provider=plan.kind,
-            model=plan.model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            failed=outcome.status == ERROR,
-        )
-    return TurnFinished(
+    finished = TurnFinished(
         conversation_id=plan.conversation_id,
         message_id=plan.message_id,
         status=outcome.status,
@@ -454,9 +427,22 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
         cost=cost,
         ttft_ms=outcome.ttft_ms,
         latency_ms=outcome.latency_ms,
-        error=error,
+        error=outcome.error,
         finish_reason=outcome.finish_reason,
     )
+    with transaction.atomic():
+        turn_sql.store_reply(finished, plan.user_message_id, seq=outcome.seq, now=now)
+        limits.record_usage(
+            user_id=ask.user.pk,
+            day=day,
+            provider=plan.kind,
+            model=plan.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            failed=outcome.status == ERROR,
+        )
+    return finished
 
 
 start_trip = trips.trip(start)
