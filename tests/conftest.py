@@ -61,6 +61,15 @@ def charlie(db: None) -> User:
 
 
 @pytest.fixture
+def admin_client(db: None) -> Client:
+    """Signed in as an admin (role admin: is_staff and is_superuser)."""
+    root = User.objects.create_user("root", password="x", role=User.Role.ADMIN)
+    client = Client()
+    client.force_login(root)
+    return client
+
+
+@pytest.fixture
 def alice_client(alice: User) -> Client:
     client = Client()
     client.force_login(alice)

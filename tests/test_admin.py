@@ -17,14 +17,6 @@ SECRET = "sk-admin-visible-never-1234"
 
 
 @pytest.fixture
-def admin_client(db: None) -> Client:
-    root = User.objects.create_user("root", password="x", role=User.Role.ADMIN)
-    client = Client()
-    client.force_login(root)
-    return client
-
-
-@pytest.fixture
 def alice_config(alice: User, settings: Any) -> ProviderConfig:
     settings.LLM_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()]
     config = ProviderConfig(user=alice, kind="openai", model="gpt-4o")

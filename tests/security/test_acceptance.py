@@ -78,8 +78,9 @@ def test_model_output_is_inert_after_a_reload(alice: User, alice_client: Client)
 
 @pytest.mark.django_db
 def test_script_in_titles_model_names_and_upstream_errors_is_escaped(
-    alice: User, alice_client: Client
+    alice: User, alice_client: Client, admin_client: Client
 ) -> None:
+    admin = admin_client
     conversation = Conversation.objects.create(user=alice, title=SCRIPT)
     Message.objects.create(
         conversation=conversation,
@@ -88,9 +89,6 @@ def test_script_in_titles_model_names_and_upstream_errors_is_escaped(
         model=SCRIPT,
         error_message=f"Upstream said {SCRIPT}",
     )
-    root = User.objects.create_user("root", password="x", role=User.Role.ADMIN)
-    admin = Client()
-    admin.force_login(root)
     pages = [
         alice_client.get("/conversations/"),
         alice_client.get(f"/conversations/{conversation.pk}/"),

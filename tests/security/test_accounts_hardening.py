@@ -28,11 +28,9 @@ def _fresh_windows() -> None:
     cache.clear()
 
 
-def test_an_admin_can_be_demoted_in_the_admin(alice: User) -> None:
-    root = User.objects.create_user("root", password="x", role=User.Role.ADMIN)
+def test_an_admin_can_be_demoted_in_the_admin(alice: User, admin_client: Client) -> None:
     other = User.objects.create_user("other", password="x", role=User.Role.ADMIN)
-    admin = Client()
-    admin.force_login(root)
+    admin = admin_client
     url = reverse("admin:accounts_user_change", args=[other.pk])
     response = admin.post(
         url,

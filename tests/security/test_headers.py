@@ -26,7 +26,6 @@ from django.urls import reverse
 from accounts.models import ApiToken, User
 from llm.api.asgi import LeanASGIHandler
 from llm.models import Conversation, DailyUsage, Message
-from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,14 +151,6 @@ def test_aligned_table_columns_are_classes_not_styles(
     assert '<td class="align-right">1</td>' in body
     assert '<td class="align-center">x</td>' in body
     assert "style=" not in body
-
-
-@pytest.fixture
-def admin_client(db: None) -> Client:
-    root = User.objects.create_superuser("root", "root@example.com", PASSWORD)
-    client = Client()
-    client.force_login(root)
-    return client
 
 
 def test_admin_pages_have_the_headers_and_no_inline_code(

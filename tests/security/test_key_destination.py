@@ -101,11 +101,9 @@ def test_entering_the_key_again_moves_it(
 
 
 def test_the_admin_cannot_redirect_a_key(
-    alice_openai: ProviderConfig, attacker: FakeOpenAI
+    alice_openai: ProviderConfig, attacker: FakeOpenAI, admin_client: Client
 ) -> None:
-    root = User.objects.create_user("root", password="x", role=User.Role.ADMIN)
-    admin = Client()
-    admin.force_login(root)
+    admin = admin_client
     url = reverse("admin:llm_providerconfig_change", args=[alice_openai.pk])
     page = admin.get(url).content.decode()
     assert 'name="base_url"' not in page  # shown, but not editable
