@@ -8,6 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from llm.models import provider_options
+from llm.providers.base import Credentials
+from llm.providers.http import Target
+
 SECRETS = {
     "openai": "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
     "anthropic": "sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
@@ -55,3 +59,11 @@ def test_every_key_shape_is_redacted_on_every_log_path(console: io.StringIO, sha
     for leak in LEAKS:
         assert leak not in written, (shape, written)
     assert "[redacted]" in written
+
+
+def test_reprs_of_what_holds_a_key_never_show_it() -> None:
+    key = SECRETS["openai"]
+    credentials = Credentials(api_key=key, base_url="https://api.openai.com/v1")
+    target = Target(label="OpenAI", options=provider_options(), secret=key)
+    for shown in (repr(credentials), repr(target), str(credentials)):
+        assert key not in shown and key[:-4] not in shown
