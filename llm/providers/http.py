@@ -55,6 +55,7 @@ from llm.providers.guard import PrivateHosts, guarded_socket
 from llm.providers.guard import check_url as check_url
 from llm.providers.sse import SSEEvent as SSEEvent
 from llm.providers.sse import SSEParser, SSETooLarge
+from llm.redaction import redact
 
 T = TypeVar("T")
 
@@ -129,6 +130,7 @@ def summarize(text: str, secret: str = "") -> str:
     if secret:
         text = text.replace(secret, "[key]")
     text = re.sub(r"\b(sk|key|AIza)[-_A-Za-z0-9]{12,}", "[key]", text)
+    text = redact(text)  # every other key shape (hf_, cpt_, Bearer, URL passwords)
     text = re.sub(r"(https?://[^\s?\"']*)\?[^\s\"']*", r"\1", text)  # queries may carry keys
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     text = re.sub(r"[<>]", "", re.sub(r"\s+", " ", text)).strip()

@@ -67,3 +67,12 @@ def test_reprs_of_what_holds_a_key_never_show_it() -> None:
     target = Target(label="OpenAI", options=provider_options(), secret=key)
     for shown in (repr(credentials), repr(target), str(credentials)):
         assert key not in shown and key[:-4] not in shown
+
+
+@pytest.mark.parametrize("shape", SECRETS)
+def test_an_upstream_error_that_echoes_a_key_is_stored_without_it(shape: str) -> None:
+    from llm.providers.http import summarize
+
+    stored = summarize(f"invalid credentials: {SECRETS[shape]} (see docs)")
+    for leak in LEAKS:
+        assert leak not in stored, stored
