@@ -240,6 +240,8 @@ def test_keyboard_only(page: Any, live_url: str, alice: User, openai_for_alice: 
     page.keyboard.press("Enter")
     expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Typed without a mouse.")
     expect(box).to_be_focused()
+    # The reply has ended (New is disabled while it streams).
+    expect(page.locator(".msg-assistant .msg-meta").last).to_contain_text(" out")
 
     page.get_by_role("button", name="New conversation").focus()
     page.keyboard.press("Enter")
