@@ -39,7 +39,12 @@ async def tokens(request: HttpRequest) -> HttpResponse:
         rows = [t async for t in ApiToken.objects.filter(user=_user(request))]
         return JsonResponse({"tokens": [token_json(t) for t in rows]})
     if request.method != "POST":
-        raise ApiError("bad_request", "Use GET to list tokens or POST to create one.", status=405)
+        raise ApiError(
+            "bad_request",
+            "Use GET to list tokens or POST to create one.",
+            status=405,
+            allowed=("GET", "POST"),
+        )
     if bearer_token(request) is not None:
         raise ApiError(
             "unauthenticated",
@@ -57,7 +62,9 @@ async def tokens(request: HttpRequest) -> HttpResponse:
 @api_view
 async def token_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method != "DELETE":
-        raise ApiError("bad_request", "Use DELETE to revoke a token.", status=405)
+        raise ApiError(
+            "bad_request", "Use DELETE to revoke a token.", status=405, allowed=("DELETE",)
+        )
     deleted, _ = await ApiToken.objects.filter(user=_user(request), pk=pk).adelete()
     if not deleted:
         raise ApiError("not_found", "You have no token with that id.")

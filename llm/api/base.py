@@ -13,6 +13,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -50,9 +51,11 @@ class ApiError(TurnError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        allowed: tuple[str, ...] = (),
     ) -> None:
         super().__init__(code, message, retry_after=retry_after)
         self.status = status or STATUS_FOR_CODE.get(code, 400)
+        self.allowed = allowed  # a 405 names the methods that work (RFC 9110 wants Allow)
 
     @classmethod
     def of(cls, error: TurnError) -> ApiError:
@@ -69,6 +72,8 @@ class ApiError(TurnError):
         response = JsonResponse(self.body(), status=self.status)
         if self.retry_after is not None:
             response["Retry-After"] = str(round(self.retry_after))
+        if self.allowed:
+            response["Allow"] = ", ".join(self.allowed)
         return response
 
 
@@ -107,7 +112,15 @@ def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
     # by a browser, so they skip this.
     check = CsrfViewMiddleware(lambda r: HttpResponse())
     check.process_request(request)
-    return check.process_view(request, lambda r: HttpResponse(), (), {})
+    # The check looks for a form token in a POST body. Read the body first, so that the
+    # view can still read it as JSON afterwards; a body that claims to be a form and is
+    # not (a multipart type without its boundary) holds no form token, and Django then
+    # marks it empty, so the second try checks the header alone.
+    _ = request.body
+    try:
+        return check.process_view(request, lambda r: HttpResponse(), (), {})
+    except MultiPartParserError:
+        return check.process_view(request, lambda r: HttpResponse(), (), {})
 
 
 def api_view(view: AsyncView) -> AsyncView:
@@ -173,7 +186,16 @@ def user_of(request: HttpRequest) -> User:
 
 def allow(request: HttpRequest, *methods: str) -> None:
     if request.method not in methods:
-        raise ApiError("bad_request", f"Use {' or '.join(methods)} here.", status=405)
+        raise ApiError(
+            "bad_request", f"Use {' or '.join(methods)} here.", status=405, allowed=methods
+        )
+
+
+async def not_found(request: HttpRequest) -> HttpResponse:
+    """Any other path under /api/v1/: the error body, not Django's HTML page."""
+    return ApiError(
+        "not_found", "There is no such endpoint: /api/v1/openapi.json lists those there are."
+    ).response()
 
 
 def int_param(request: HttpRequest, name: str, default: int, lowest: int, highest: int) -> int:

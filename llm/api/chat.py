@@ -47,6 +47,8 @@ def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
     value = data.get(key)
     if value is None or value == "":
         return None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # 7.0 is the number 7 in JSON (and to JSON Schema's "integer")
     # JSON true is a Python int too: a number field must not take it.
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         words = {int: "a number", str: "text", bool: "true or false"}[kind]
@@ -68,12 +70,16 @@ def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
     except ValueError:
         raise ApiError("bad_request", "client_message_id must be a UUID.") from None
     wants_stream = bool(_optional(data, "stream", bool))
+    model = _optional(data, "model", str)
+    if "\x00" in message or "\x00" in (model or ""):
+        # Stored as text, which PostgreSQL refuses with a NUL in it: say so, not 500.
+        raise ApiError("bad_request", "The message and the model cannot contain NUL (\\u0000).")
     turn = run_turn(
         user_of(request),
         message,
         conversation_id=_optional(data, "conversation_id", int),
         provider=_optional(data, "provider", str),
-        model=_optional(data, "model", str),
+        model=model,
         client_message_id=client_message_id,
         render_html=wants_stream,  # only the SSE `done` event carries html
     )
@@ -265,6 +271,10 @@ async def _check(probe: Any) -> str:
 
 
 async def health(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return ApiError(
+            "bad_request", "Use GET here.", status=405, allowed=("GET", "HEAD")
+        ).response()
     database, channel_layer = await asyncio.gather(
         _check(_database_ok()), _check(_channel_layer_ok())
     )

@@ -16,7 +16,7 @@ from llm import connection
 from llm.api.base import ApiError, FieldErrors, api_view, read_json
 from llm.connection import KeyUnreadable
 from llm.events import TurnError
-from llm.forms import ProviderConfigForm, provider_form_data
+from llm.forms import PROVIDER_FIELDS, ProviderConfigForm, provider_form_data
 from llm.models import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, ProviderConfig
 from llm.providers import registry
 from llm.providers.base import ProviderError
@@ -61,7 +61,7 @@ def provider_json(kind: str, config: ProviderConfig | None) -> dict[str, Any]:
 @api_view
 async def providers(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
-        raise ApiError("bad_request", "Use GET to list providers.", status=405)
+        raise ApiError("bad_request", "Use GET to list providers.", status=405, allowed=("GET",))
     configs = {
         c.kind: c
         async for c in ProviderConfig.objects.filter(user=_user(request))  # only the caller's
@@ -90,7 +90,12 @@ async def provider(request: HttpRequest, kind: str) -> HttpResponse:
             user.default_provider = ""
             await user.asave(update_fields=["default_provider"])
         return HttpResponse(status=204)
-    raise ApiError("bad_request", "Use GET, PUT or DELETE on a provider.", status=405)
+    raise ApiError(
+        "bad_request",
+        "Use GET, PUT or DELETE on a provider.",
+        status=405,
+        allowed=("GET", "PUT", "DELETE"),
+    )
 
 
 def _save(user: User, kind: str, payload: dict[str, Any]) -> ProviderConfig:
@@ -101,6 +106,11 @@ def _save(user: User, kind: str, payload: dict[str, Any]) -> ProviderConfig:
     errors = {} if form.is_valid() else form.errors.get_json_data()
     for name, messages in problems.items():
         errors.setdefault(name, []).extend({"message": m} for m in messages)
+    for name, value in payload.items():
+        # A value for a field this kind does not have would be dropped without a word.
+        if name in PROVIDER_FIELDS and name not in form.fields and value not in (None, ""):
+            label = registry.spec(kind).label
+            errors.setdefault(name, []).append({"message": f"{label} has no {name}."})
     if errors:
         raise FieldErrors(errors)
     is_new, changed = config is None, form.connection_changed()
@@ -129,7 +139,7 @@ def _target(user: User, kind: str) -> ProviderConfig:
 @api_view
 async def provider_test(request: HttpRequest, kind: str) -> HttpResponse:
     if request.method != "POST":
-        raise ApiError("bad_request", "Use POST to test a provider.", status=405)
+        raise ApiError("bad_request", "Use POST to test a provider.", status=405, allowed=("POST",))
     kind = _kind_or_404(kind)
     config = await sync_to_async(_target)(_user(request), kind)
     try:
@@ -150,7 +160,9 @@ async def provider_test(request: HttpRequest, kind: str) -> HttpResponse:
 @api_view
 async def provider_models(request: HttpRequest, kind: str) -> HttpResponse:
     if request.method != "GET":
-        raise ApiError("bad_request", "Use GET to list a provider's models.", status=405)
+        raise ApiError(
+            "bad_request", "Use GET to list a provider's models.", status=405, allowed=("GET",)
+        )
     kind = _kind_or_404(kind)
     config = await sync_to_async(_target)(_user(request), kind)
     try:

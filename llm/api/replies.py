@@ -14,14 +14,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from llm import replies
 from llm.api import streaming
 from llm.api.base import ApiError, allow, api_view, int_param, user_of
-from llm.api.chat import chat_response
 from llm.events import TurnFinished
 
 
 def _after(request: HttpRequest) -> int:
+    after = int_param(request, "after", 0, 0, 10**9)  # checked even when the header wins
     raw = request.headers.get("Last-Event-ID")
     if raw is None:
-        return int_param(request, "after", 0, 0, 10**9)
+        return after
     try:
         return max(0, int(raw))
     except ValueError:
@@ -52,7 +52,9 @@ async def reply_stop(request: HttpRequest, message_id: int) -> HttpResponse:
         async with asyncio.timeout(STOP_WAIT_SECONDS):
             async for _seq, event in items:
                 if isinstance(event, TurnFinished):
-                    return chat_response(event)
+                    # 200 whatever the reply's status: the stop worked, and a reply that
+                    # failed before it says so in its body (a 5xx would say the stop failed).
+                    return JsonResponse(event.as_dict())
     except TimeoutError:
         pass
     return JsonResponse({"message_id": message_id, "status": "streaming"}, status=202)

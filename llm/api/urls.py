@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from accounts import api as tokens_api
-from llm.api import chat, openai_compat, providers, replies
+from llm.api import base, chat, openai_compat, openapi, providers, replies
 
 urlpatterns = [
     path("chat", chat.chat, name="api_chat"),
@@ -15,12 +15,14 @@ urlpatterns = [
     path("conversations/<int:pk>", chat.conversation, name="api_conversation"),
     path("usage", chat.usage, name="api_usage"),
     path("health", chat.health, name="api_health"),
+    path("openapi.json", openapi.openapi_json, name="api_openapi"),
     path("providers", providers.providers, name="api_providers"),
     path("providers/<str:kind>", providers.provider, name="api_provider"),
     path("providers/<str:kind>/test", providers.provider_test, name="api_provider_test"),
     path("providers/<str:kind>/models", providers.provider_models, name="api_provider_models"),
     path("tokens", tokens_api.tokens, name="api_tokens"),
     path("tokens/<int:pk>", tokens_api.token_detail, name="api_token"),
+    re_path(r"^.*$", base.not_found, name="api_not_found"),  # JSON, not Django's HTML 404
 ]
 
 # Mounted at /v1/ (coppertone/urls.py): the OpenAI-compatible endpoint.

@@ -1,0 +1,630 @@
+"""The OpenAPI 3.1 description of /api/v1 (docs/api.md), served at /api/v1/openapi.json.
+
+Written by hand beside the views it describes, and kept true by tests: every route
+under /api/v1 is in it and nothing else is (tests/api/test_openapi.py), and
+schemathesis fuzzes a live server against it (tests/api/test_openapi_fuzz.py), so a
+field, a status or a content type that a view gains must be added here too.
+Response objects are closed (`additionalProperties: false`): an undocumented field,
+such as a secret that should not be there, fails the fuzz test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from llm.api.base import STATUS_FOR_CODE, ApiError
+from llm.api.chat import MAX_DAYS, MAX_PAGE
+from llm.forms import MAX_KEY_CHARS, MAX_SYSTEM_PROMPT_CHARS
+from llm.models import Message
+from llm.providers import registry
+
+Schema = dict[str, Any]
+
+BIGINT = 2**63 - 1  # ids are BigAutoField
+MAX_OFFSET = 10**9  # int_param's bound for offset and after
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(optional: Schema | None = None, **required: Any) -> Schema:
+    """A closed object: these properties, each required, and the `optional` ones."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
+def _text(longest: int, **extra: Any) -> Schema:
+    return {"type": ["string", "number", "null"], "maxLength": longest, **extra}
+
+
+def _json(description: str, schema: Schema) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    return {str(status): {"$ref": f"#/components/responses/{status}"} for status in statuses}
+
+
+NULLABLE_NUMBER = {"type": ["number", "null"], "minimum": 0}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+COST = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "description": "US dollars"}
+USAGE = _object(
+    input_tokens={"type": "integer", "minimum": 0},
+    output_tokens={"type": "integer", "minimum": 0},
+)
+# Text is stored, and PostgreSQL stores no NUL; and it must hold one character that
+# Python's str.strip() keeps (these are the ones it strips), not whitespace alone.
+NO_NUL = r"^[^\x00]*$"
+SHOWN = (
+    r"^[^\x00]*[^\x00\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    r"[^\x00]*$"
+)
+KINDS = list(registry.PROVIDERS)
+PROVIDER_CODES = [code for code in STATUS_FOR_CODE if code.startswith("provider_")]
+
+ERROR_DETAIL = _object(
+    {
+        "retry_after": {"type": "integer", "minimum": 0, "description": "seconds"},
+        "fields": {
+            "type": "object",
+            "description": "What is wrong with each field of the body (a 400 on a form).",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    code={"enum": list(STATUS_FOR_CODE)},
+    message={"type": "string", "minLength": 1},
+)
+
+CHAT_RESULT_FIELDS: Schema = {
+    "conversation_id": {"type": "integer"},
+    "message_id": {"type": "integer"},
+    "content": {"type": "string"},
+    "provider": {"enum": KINDS},
+    "model": {"type": "string"},
+    "status": {"enum": ["complete", "stopped", "error"]},
+    "usage": USAGE,
+    "cost": COST,
+    "ttft_ms": NULLABLE_NUMBER,
+    "latency_ms": {"type": "number", "minimum": 0},
+}
+
+COUNT = {"type": "integer", "minimum": 0}
+TOTALS: Schema = {
+    "requests": COUNT,
+    "errors": COUNT,
+    "input_tokens": COUNT,
+    "output_tokens": COUNT,
+    "cost": COST,
+}
+TOKEN_FIELDS: Schema = {
+    "id": {"type": "integer"},
+    "name": {"type": "string"},
+    "prefix": {"type": "string"},
+    "created_at": TIMESTAMP,
+    "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "ErrorDetail": ERROR_DETAIL,
+    "Error": _object(error=_ref("ErrorDetail")),
+    "Health": _object(
+        {"error": _ref("ErrorDetail")},
+        status={"enum": ["ok", "error"]},
+        database={"type": "string", "description": '"ok", or why not'},
+        channel_layer={"type": "string", "description": '"ok", or why not'},
+    ),
+    "Provider": _object(
+        {"api_version": {"type": "string", "description": "Azure OpenAI only"}},
+        kind={"enum": KINDS},
+        label={"type": "string"},
+        configured={"type": "boolean"},
+        model={"type": "string"},
+        temperature={"type": "number", "minimum": 0, "maximum": 2},
+        max_tokens={"type": "integer", "minimum": 1, "maximum": 32000},
+        base_url={"type": "string"},
+        key_hint={"type": "string", "maxLength": 4, "description": "the key's last characters"},
+        system_prompt={"type": "string"},
+        needs_key={"type": "boolean"},
+        last_verified_at={"type": ["string", "null"], "format": "date-time"},
+        last_error={"type": "string"},
+    ),
+    "ProviderUpdate": {
+        "type": "object",
+        "description": "Omitted fields keep their stored values; an omitted or empty api_key "
+        "keeps the stored key. As a form would, the text fields take a number as its text "
+        "and null as empty, and temperature and max_tokens take their number as text. A "
+        "field the kind does not have (api_key and base_url of the local model, api_version "
+        "of any kind but Azure OpenAI) is refused unless it is null or empty.",
+        "properties": {
+            "api_key": _text(MAX_KEY_CHARS, writeOnly=True),
+            "base_url": _text(500),
+            "api_version": _text(32, description="Azure OpenAI only"),
+            "model": _text(200),
+            "temperature": {"type": ["number", "string"], "minimum": 0, "maximum": 2},
+            "max_tokens": {"type": ["integer", "string"], "minimum": 1, "maximum": 32000},
+            "system_prompt": _text(MAX_SYSTEM_PROMPT_CHARS),
+        },
+        "additionalProperties": False,
+    },
+    "ProviderTest": {
+        "oneOf": [
+            _object(
+                ok={"const": True},
+                latency_ms=NULLABLE_NUMBER,
+                models={"type": "integer", "minimum": 0, "description": "how many it lists"},
+            ),
+            _object(ok={"const": False}, error=_ref("ErrorDetail")),
+        ]
+    },
+    "Models": _object(models={"type": "array", "items": {"type": "string"}}),
+    "ChatRequest": {
+        "type": "object",
+        "required": ["message"],
+        "properties": {
+            "message": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": settings.LLM_MAX_MESSAGE_CHARS,
+                "pattern": SHOWN,
+            },
+            "conversation_id": {"type": ["integer", "null"], "minimum": 1, "maximum": BIGINT},
+            "provider": {
+                "enum": [*KINDS, None],
+                "description": "Without it the model name picks the provider, else the "
+                "caller's default, else the local model.",
+            },
+            "model": {"type": ["string", "null"], "pattern": NO_NUL},
+            "client_message_id": {"type": ["string", "null"], "format": "uuid"},
+            "stream": {"type": ["boolean", "null"]},
+        },
+    },
+    "ChatResult": _object({"error": _ref("ErrorDetail")}, **CHAT_RESULT_FIELDS),
+    "ChatFailed": {
+        "allOf": [
+            _ref("ChatResult"),
+            {"required": ["error"], "properties": {"status": {"const": "error"}}},
+        ],
+        "description": "The turn had started: the text so far, and why it failed.",
+    },
+    "StopPending": _object(message_id={"type": "integer"}, status={"const": "streaming"}),
+    "ConversationSummary": _object(
+        id={"type": "integer"},
+        title={"type": "string"},
+        created_at=TIMESTAMP,
+        updated_at=TIMESTAMP,
+        messages={"type": "integer", "minimum": 0, "description": "how many"},
+    ),
+    "ConversationList": _object(
+        conversations={"type": "array", "items": _ref("ConversationSummary")},
+        total={"type": "integer", "minimum": 0},
+    ),
+    "Message": _object(
+        {"error": _ref("ErrorDetail")},
+        id={"type": "integer"},
+        role={"enum": Message.Role.values},
+        content={"type": "string"},
+        status={"enum": Message.Status.values},
+        provider={"type": "string"},
+        model={"type": "string"},
+        usage=USAGE,
+        cost=COST,
+        seq={
+            "type": "integer",
+            "minimum": 0,
+            "description": "the reply's event content is current as of",
+        },
+        ttft_ms=NULLABLE_NUMBER,
+        latency_ms=NULLABLE_NUMBER,
+        created_at=TIMESTAMP,
+    ),
+    "ConversationDetail": _object(
+        id={"type": "integer"},
+        title={"type": "string"},
+        created_at=TIMESTAMP,
+        updated_at=TIMESTAMP,
+        messages={"type": "array", "items": _ref("Message")},
+        total_messages={"type": "integer", "minimum": 0},
+    ),
+    "UsageTotals": _object(**TOTALS),
+    "Usage": _object(
+        days={"type": "integer", "minimum": 1, "maximum": MAX_DAYS},
+        since={"type": "string", "format": "date"},
+        total=_ref("UsageTotals"),
+        per_day={
+            "type": "array",
+            "items": _object(day={"type": "string", "format": "date"}, **TOTALS),
+        },
+        per_provider={
+            "type": "array",
+            "items": _object(
+                provider={"type": "string"},
+                model={"type": "string"},
+                **TOTALS,
+            ),
+        },
+    ),
+    "Token": _object(**TOKEN_FIELDS),
+    "TokenList": _object(tokens={"type": "array", "items": _ref("Token")}),
+    "TokenCreate": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": SHOWN}
+        },
+    },
+    "TokenCreated": _object(
+        token={"type": "string", "description": "shown this once"},
+        **TOKEN_FIELDS,
+    ),
+}
+
+ERROR_RESPONSES: dict[str, Schema] = {
+    str(status): _json(words, _ref("Error"))
+    for status, words in [
+        (400, "bad_request: the request is wrong, and the message says how"),
+        (401, "unauthenticated: no valid token or session"),
+        (402, "budget_exceeded: this month's budget is spent"),
+        (403, "a session without its CSRF token, or a token where only a session may act"),
+        (404, "not_found: no such thing, or another person's"),
+        (405, "bad_request: another method is needed here"),
+        (409, "busy (a reply is streaming there) or not_configured"),
+        (413, "too_large"),
+        (429, "rate_limited, with retry_after and a Retry-After header"),
+    ]
+}
+
+
+def _path_param(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _query_int(name: str, default: int, lowest: int, highest: int) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": lowest, "maximum": highest, "default": default},
+    }
+
+
+ID = {"type": "integer", "minimum": 1, "maximum": BIGINT}
+KIND = _path_param("kind", {"enum": KINDS}, "a provider kind")
+PAGE = [_query_int("limit", 50, 1, MAX_PAGE), _query_int("offset", 0, 0, MAX_OFFSET)]
+NO_CONTENT = {"204": {"description": "done"}}
+NO_AUTH: list[Schema] = []
+
+
+def _event(name: str, data: Schema) -> Schema:
+    """One server-sent event as a client's parser gives it: its name, id and JSON data."""
+    return _object(
+        event={"const": name},
+        id={"type": "string", "pattern": "^[0-9]+$", "description": "the event's seq"},
+        data={"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+    )
+
+
+# Open API 3.1 has no schema for a stream as a whole: `schema` describes each event.
+SSE = {
+    "text/event-stream": {
+        "schema": {
+            "oneOf": [
+                _event("start", _ref("ReplyStarted")),
+                _event("delta", _object(text={"type": "string"})),
+                _event("done", _ref("ReplyDone")),
+                _event("error", _ref("ChatFailed")),
+            ]
+        }
+    }
+}
+SCHEMAS["ReplyStarted"] = _object(
+    conversation_id={"type": "integer"},
+    message_id={"type": "integer"},
+    provider={"enum": KINDS},
+    model={"type": "string"},
+)
+SCHEMAS["ReplyDone"] = _object(
+    **{**CHAT_RESULT_FIELDS, "status": {"enum": ["complete", "stopped"]}},
+    html={"type": "string", "description": "the reply as sanitized HTML"},
+)
+
+PROVIDER_FAILED = {
+    str(status): _json(
+        "the provider failed",
+        {
+            "allOf": [
+                _ref("Error"),
+                {"properties": {"error": {"properties": {"code": {"enum": PROVIDER_CODES}}}}},
+            ]
+        },
+    )
+    for status in (502, 504)
+}
+CHAT_FAILED = {
+    str(status): _json("the provider failed once the turn had started", _ref("ChatFailed"))
+    for status in (502, 504)
+}
+
+
+def _operation(
+    operation_id: str, summary: str, responses: dict[str, Schema], **extra: Any
+) -> Schema:
+    return {"operationId": operation_id, "summary": summary, "responses": responses, **extra}
+
+
+def _body(name: str, *, required: bool = True) -> Schema:
+    return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _links(**targets: tuple[str, str, str]) -> Schema:
+    """Links a client (and the fuzzer's stateful phase) follows: name -> (operation, parameter,
+    where its value is in this response)."""
+    return {
+        name: {"operationId": operation, "parameters": {parameter: f"$response.body#{pointer}"}}
+        for name, (operation, parameter, pointer) in targets.items()
+    }
+
+
+def _with_links(response: Schema, **targets: tuple[str, str, str]) -> Schema:
+    return {**response, "links": _links(**targets)}
+
+
+FOLLOW_REPLY = {
+    "FollowReply": ("followReply", "message_id", "/message_id"),
+    "StopReply": ("stopReply", "message_id", "/message_id"),
+}
+
+PATHS: dict[str, Schema] = {
+    "/health": {
+        "get": _operation(
+            "health",
+            "Whether the database and the channel layer answer",
+            {
+                "200": _json("all is well", _ref("Health")),
+                "503": _json("a part is down", _ref("Health")),
+            },
+            security=NO_AUTH,
+        )
+    },
+    "/openapi.json": {
+        "get": _operation(
+            "openapi",
+            "This document",
+            {"200": _json("OpenAPI 3.1", {"type": "object"})},
+            security=NO_AUTH,
+        )
+    },
+    "/providers": {
+        "get": _operation(
+            "listProviders",
+            "Every provider kind, with the caller's settings for it",
+            {
+                "200": _json(
+                    "the kinds",
+                    _object(providers={"type": "array", "items": _ref("Provider")}),
+                ),
+                **_errors(401),
+            },
+        )
+    },
+    "/providers/{kind}": {
+        "parameters": [KIND],
+        "get": _operation(
+            "getProvider",
+            "One provider kind",
+            {"200": _json("it", _ref("Provider")), **_errors(401, 404)},
+        ),
+        "put": _operation(
+            "saveProvider",
+            "Save the caller's settings for a kind (no body: keep them as they are)",
+            {
+                "200": _with_links(
+                    _json("as saved", _ref("Provider")),
+                    TestProvider=("testProvider", "kind", "/kind"),
+                    ProviderModels=("providerModels", "kind", "/kind"),
+                ),
+                **_errors(400, 401, 403, 404),
+            },
+            requestBody=_body("ProviderUpdate", required=False),
+        ),
+        "delete": _operation(
+            "deleteProvider",
+            "Forget that configuration and its key",
+            {**NO_CONTENT, **_errors(401, 403, 404)},
+        ),
+    },
+    "/providers/{kind}/test": {
+        "parameters": [KIND],
+        "post": _operation(
+            "testProvider",
+            "Test the connection: a call to the provider",
+            {"200": _json("how it went", _ref("ProviderTest")), **_errors(401, 403, 404, 409, 429)},
+        ),
+    },
+    "/providers/{kind}/models": {
+        "parameters": [KIND],
+        "get": _operation(
+            "providerModels",
+            "The models the provider lists",
+            {
+                "200": _json("the names", _ref("Models")),
+                **_errors(401, 404, 409, 429),
+                **PROVIDER_FAILED,
+            },
+        ),
+    },
+    "/chat": {
+        "post": _operation(
+            "chat",
+            "Send a message; the reply outlives the request",
+            {
+                "200": {
+                    "description": "the reply (JSON), or its events with stream: true",
+                    "content": {"application/json": {"schema": _ref("ChatResult")}, **SSE},
+                    "links": _links(**FOLLOW_REPLY),
+                },
+                **_errors(400, 401, 402, 403, 404, 409, 413, 429),
+                **CHAT_FAILED,
+            },
+            requestBody=_body("ChatRequest"),
+        )
+    },
+    "/replies/{message_id}/events": {
+        "get": _operation(
+            "followReply",
+            "Follow a reply: its events after Last-Event-ID (or after), then live",
+            {
+                "200": {"description": "SSE until done or error", "content": SSE},
+                **_errors(400, 401, 404),
+            },
+            parameters=[
+                _path_param("message_id", ID, "the reply's message id"),
+                _query_int("after", 0, 0, MAX_OFFSET),
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    "description": "the seq of the last event seen; wins over after",
+                },
+            ],
+        )
+    },
+    "/replies/{message_id}/stop": {
+        "post": _operation(
+            "stopReply",
+            "Stop a reply wherever it runs, and answer how it ended (whatever its status)",
+            {
+                "200": _json("how it ended", _ref("ChatResult")),
+                "202": _json("not ended within 5 s", _ref("StopPending")),
+                **_errors(401, 403, 404),
+            },
+            parameters=[_path_param("message_id", ID, "the reply's message id")],
+        )
+    },
+    "/conversations": {
+        "get": _operation(
+            "listConversations",
+            "The caller's conversations, newest first",
+            {
+                "200": _with_links(
+                    _json("a page", _ref("ConversationList")),
+                    GetConversation=("getConversation", "id", "/conversations/0/id"),
+                    DeleteConversation=("deleteConversation", "id", "/conversations/0/id"),
+                ),
+                **_errors(400, 401),
+            },
+            parameters=PAGE,
+        )
+    },
+    "/conversations/{id}": {
+        "parameters": [_path_param("id", ID, "a conversation id")],
+        "get": _operation(
+            "getConversation",
+            "A conversation and a page of its messages, oldest first",
+            {
+                "200": _with_links(
+                    _json("it", _ref("ConversationDetail")),
+                    FollowReply=("followReply", "message_id", "/messages/1/id"),
+                    StopReply=("stopReply", "message_id", "/messages/1/id"),
+                ),
+                **_errors(400, 401, 404),
+            },
+            parameters=PAGE,
+        ),
+        "delete": _operation(
+            "deleteConversation",
+            "Delete it and its messages",
+            {**NO_CONTENT, **_errors(401, 403, 404)},
+        ),
+    },
+    "/usage": {
+        "get": _operation(
+            "usage",
+            "The caller's tokens and cost per day and per provider",
+            {"200": _json("totals", _ref("Usage")), **_errors(400, 401)},
+            parameters=[_query_int("days", 30, 1, MAX_DAYS)],
+        )
+    },
+    "/tokens": {
+        "get": _operation(
+            "listTokens",
+            "The caller's API tokens (never the tokens themselves)",
+            {
+                "200": _with_links(
+                    _json("them", _ref("TokenList")),
+                    RevokeToken=("revokeToken", "id", "/tokens/0/id"),
+                ),
+                **_errors(401),
+            },
+        ),
+        "post": _operation(
+            "createToken",
+            "Create a token (browser session only; a token cannot mint tokens)",
+            {
+                "201": _with_links(
+                    _json("the token, shown this once", _ref("TokenCreated")),
+                    RevokeToken=("revokeToken", "id", "/id"),
+                ),
+                **_errors(400, 401, 403),
+            },
+            requestBody=_body("TokenCreate"),
+        ),
+    },
+    "/tokens/{id}": {
+        "parameters": [_path_param("id", ID, "a token id")],
+        "delete": _operation("revokeToken", "Revoke it", {**NO_CONTENT, **_errors(401, 403, 404)}),
+    },
+}
+
+DOCUMENT: Schema = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Coppertone API",
+        "version": "1",
+        "description": "The HTTP API of docs/api.md. Every error has the body "
+        '{"error": {"code", "message", "retry_after"?, "fields"?}}.',
+    },
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"bearer": []}, {"session": []}],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token from Settings → API tokens.",
+            },
+            "session": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": settings.SESSION_COOKIE_NAME,
+                "description": "The browser session; writes also need the X-CSRFToken header.",
+            },
+        },
+        "schemas": SCHEMAS,
+        "responses": ERROR_RESPONSES,
+    },
+}
+
+
+async def openapi_json(request: HttpRequest) -> HttpResponse:
+    """No authentication: the document describes the API, it holds nothing of anyone's."""
+    if request.method not in ("GET", "HEAD"):
+        return ApiError(
+            "bad_request", "Use GET here.", status=405, allowed=("GET", "HEAD")
+        ).response()
+    return JsonResponse(DOCUMENT)
