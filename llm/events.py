@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from llm.providers.base import ProviderError, TextDelta
 
@@ -37,6 +37,13 @@ class TurnError(Exception):
         if self.retry_after is not None:
             body["retry_after"] = round(self.retry_after)
         return body
+
+    @classmethod
+    def of(cls, error: TurnError) -> Self:
+        """`error` as this class (a transport's own error shape), keeping its words."""
+        if isinstance(error, cls):
+            return error
+        return cls(error.code, error.message, retry_after=error.retry_after)
 
     @classmethod
     def from_provider(cls, exc: ProviderError) -> TurnError:

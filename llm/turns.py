@@ -176,6 +176,12 @@ class Turn:
                 f"That message is {len(self.text):,} characters; the limit is {limit:,}. "
                 "Shorten it or split it into parts.",
             )
+        sent = [self.text, self.system or "", self.model or "", self.provider or ""]
+        if any("\x00" in part for part in sent + [m.content for m in self.history or ()]):
+            # PostgreSQL cannot store a NUL in text: every transport says so, none fails.
+            raise TurnError(
+                "bad_request", "The message or the model contains a NUL character (\\u0000)."
+            )
         if self.history is not None:
             total = len(self.text) + len(self.system or "")
             total += sum(len(m.content) for m in self.history)

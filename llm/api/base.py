@@ -57,14 +57,6 @@ class ApiError(TurnError):
         self.status = status or STATUS_FOR_CODE.get(code, 400)
         self.allowed = allowed  # a 405 names the methods that work (RFC 9110 wants Allow)
 
-    @classmethod
-    def of(cls, error: TurnError) -> ApiError:
-        return (
-            error
-            if isinstance(error, ApiError)
-            else cls(error.code, error.message, retry_after=error.retry_after)
-        )
-
     def body(self) -> dict[str, Any]:
         return {"error": self.as_dict()}
 

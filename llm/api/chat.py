@@ -71,9 +71,6 @@ def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
         raise ApiError("bad_request", "client_message_id must be a UUID.") from None
     wants_stream = bool(_optional(data, "stream", bool))
     model = _optional(data, "model", str)
-    if "\x00" in message or "\x00" in (model or ""):
-        # Stored as text, which PostgreSQL refuses with a NUL in it: say so, not 500.
-        raise ApiError("bad_request", "The message and the model cannot contain NUL (\\u0000).")
     turn = run_turn(
         user_of(request),
         message,

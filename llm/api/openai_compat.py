@@ -59,14 +59,6 @@ AsyncView = Callable[..., Coroutine[Any, Any, HttpResponse]]
 class OpenAIError(TurnError):
     """A TurnError in OpenAI's error shape, with its status and retry hint."""
 
-    @classmethod
-    def of(cls, error: TurnError) -> OpenAIError:
-        return (
-            error
-            if isinstance(error, OpenAIError)
-            else cls(error.code, error.message, retry_after=error.retry_after)
-        )
-
     def body(self) -> dict[str, Any]:
         _status, kind, code, _retry = ERRORS.get(self.code, ERRORS["internal"])
         return {"error": {"message": self.message, "type": kind, "param": None, "code": code}}

@@ -231,3 +231,14 @@ def test_the_replaced_private_hosts_switch_is_reported(settings: Any) -> None:
     settings.LLM_ALLOW_PRIVATE_HOSTS_LEFT = "true"
     found = [p for p in production_settings() if p.id == "coppertone.W004"]
     assert found and "LLM_PRIVATE_HOSTS=" in (found[0].hint or "")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_nul_character_is_refused_on_the_websocket_too(
+    alice: User, connect: Connect
+) -> None:
+    socket = await connect(alice)
+    await socket.send_json_to({"type": "send", "text": "a\x00b"})
+    frame = await receive(socket)
+    assert frame["error"]["code"] == "bad_request" and "NUL" in frame["error"]["message"]
+    assert await Message.objects.acount() == 0

@@ -55,6 +55,9 @@ BAD = {
     "a bad role": body(messages=[{"role": "wizard", "content": "Hi"}]),
     "content of the wrong type": body(messages=[{"role": "user", "content": 5}]),
     "a model that is a list": body(model=["openai/gpt-4o"]),
+    "a NUL in the system prompt": body(
+        messages=[{"role": "system", "content": "a\x00b"}, {"role": "user", "content": "Hi"}]
+    ),
     "an overlong history": body(
         messages=[
             {"role": "system", "content": "s" * 600},
