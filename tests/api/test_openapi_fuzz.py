@@ -12,7 +12,7 @@ examples, coverage, fuzzing, stateful) once, under a minute here.
 Nothing may leave this machine. Fuzzed PUTs configure providers with arbitrary base
 URLs, and several kinds need no configuration at all, so outbound calls are refused
 twice over: the outbound guard refuses loopback and private addresses
-(LLM_ALLOW_PRIVATE_HOSTS off), and `loopback_only` makes every name lookup and
+(LLM_PRIVATE_HOSTS empty), and `loopback_only` makes every name lookup and
 connection to anything but loopback fail in this process before a packet is sent. The
 server runs on asyncio's own loop (uvloop resolves and connects in C, past the
 latter). Chat never reaches a model: alice's monthly budget is 0, so every turn is
