@@ -35,8 +35,8 @@ FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 class AnthropicProvider(Provider):
     kind = "anthropic"
 
-    def _target(self, creds: Credentials) -> http.Target:
-        return http.Target(self.spec.label, self.options, secret=creds.api_key)
+    def _target(self, creds: Credentials, model: str = "") -> http.Target:
+        return http.Target(self.spec.label, self.options, secret=creds.api_key, model=model)
 
     def _base(self, creds: Credentials) -> str:
         base = (creds.base_url or self.spec.default_base_url).strip().rstrip("/")
@@ -80,7 +80,7 @@ class AnthropicProvider(Provider):
     async def _attempt(
         self, request: ChatRequest, creds: Credentials, deadline: float
     ) -> AsyncGenerator[Event, None]:
-        target = self._target(creds)
+        target = self._target(creds, request.model)
         url = f"{self._base(creds)}/v1/messages"
         headers = {**self._headers(creds), "Accept": "text/event-stream"}
         body = self._body(request)

@@ -35,8 +35,8 @@ FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 class GeminiProvider(Provider):
     kind = "gemini"
 
-    def _target(self, creds: Credentials) -> http.Target:
-        return http.Target(self.spec.label, self.options, secret=creds.api_key)
+    def _target(self, creds: Credentials, model: str = "") -> http.Target:
+        return http.Target(self.spec.label, self.options, secret=creds.api_key, model=model)
 
     def _base(self, creds: Credentials) -> str:
         return (creds.base_url or self.spec.default_base_url).strip().rstrip("/")
@@ -80,7 +80,7 @@ class GeminiProvider(Provider):
     async def _attempt(
         self, request: ChatRequest, creds: Credentials, deadline: float
     ) -> AsyncGenerator[Event, None]:
-        target = self._target(creds)
+        target = self._target(creds, request.model)
         url = self._url(creds, request.model, "streamGenerateContent") + "?alt=sse"
         headers = {**self._headers(creds), "Accept": "text/event-stream"}
         body = self._body(request)

@@ -192,7 +192,14 @@ CONTEXT_WORDS = re.compile(
 
 
 def error_for_status(
-    label: str, status: int, headers: Any, raw: bytes, *, secret: str = "", hint: str = ""
+    label: str,
+    status: int,
+    headers: Any,
+    raw: bytes,
+    *,
+    secret: str = "",
+    hint: str = "",
+    model: str = "",
 ) -> ProviderError:
     """The ProviderError for an HTTP error answer, in words a person can act on."""
     text = raw.decode("utf-8", "replace")
@@ -232,9 +239,10 @@ def error_for_status(
             "conversation or choose a model with a longer context."
         )
     if status == 404:
+        asked = f" for the model {summarize(model)!r}" if model else ""
         return BadRequest(
-            f"{label} answered 404 Not Found{detail}: check the model name and the base URL "
-            f"in Settings → LLM.{hint}"
+            f"{label} answered 404 Not Found{asked}{detail}: check the model name and the "
+            f"base URL in Settings → LLM.{hint}"
         )
     if 300 <= status < 400:
         return ProtocolError(
@@ -307,6 +315,7 @@ class Target:
     # The key, so that an upstream echo of it is removed from messages; never in a repr.
     secret: str = field(default="", repr=False)
     not_found_hint: str = ""  # appended to a 404's message: what the adapter suspects
+    model: str = ""  # the model asked for, named in a 404's message
 
 
 def _host(url: str) -> str:
@@ -381,6 +390,7 @@ async def _read_error(target: Target, response: aiohttp.ClientResponse) -> Provi
         raw,
         secret=target.secret,
         hint=target.not_found_hint,
+        model=target.model,
     )
 
 

@@ -53,12 +53,14 @@ class OpenAIProvider(Provider):
 
     # --- how to reach the server -----------------------------------------------------
 
-    def _target(self, creds: Credentials) -> http.Target:
+    def _target(self, creds: Credentials, model: str = "") -> http.Target:
         hint = ""
         base = (creds.base_url or self.spec.default_base_url).rstrip("/")
         if not self.azure and not VERSIONED.search(base):
             hint = " OpenAI-compatible base URLs usually end in /v1."
-        return http.Target(self.spec.label, self.options, secret=creds.api_key, not_found_hint=hint)
+        return http.Target(
+            self.spec.label, self.options, secret=creds.api_key, not_found_hint=hint, model=model
+        )
 
     def _base(self, creds: Credentials) -> str:
         base = (creds.base_url or self.spec.default_base_url).strip().rstrip("/")
@@ -122,7 +124,7 @@ class OpenAIProvider(Provider):
     async def _attempt(
         self, request: ChatRequest, creds: Credentials, deadline: float
     ) -> AsyncGenerator[Event, None]:
-        target = self._target(creds)
+        target = self._target(creds, request.model)
         url = self._chat_url(creds, request.model)
         headers = {**self._headers(creds), "Accept": "text/event-stream"}
         body = self._body(request, self._base(creds))
