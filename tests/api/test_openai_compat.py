@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,6 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
-import uvicorn
 from django.core.cache import cache
 from django.db import OperationalError
 
@@ -21,6 +19,7 @@ from accounts.models import ApiToken, User
 from llm.models import Conversation, Message
 from tests.engine.conftest import configure
 from tests.fakes.openai_server import FakeOpenAI
+from tests.live import serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,21 +29,8 @@ def coppertone_url(transactional_db: None, settings: Any) -> Iterator[str]:
     """The whole ASGI app on a real socket (the test database is shared in-process)."""
     cache.clear()
     settings.LLM_MAX_RETRIES = 0
-    from coppertone.asgi import application
-
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=0, lifespan="off", log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    with serving() as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture

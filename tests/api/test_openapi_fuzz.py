@@ -28,7 +28,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
@@ -45,6 +43,7 @@ from django.utils.crypto import get_random_string
 
 from accounts.models import ApiToken, User
 from llm.models import Conversation, DailyUsage, Message, ProviderConfig
+from tests.live import serving
 
 RUN_SECONDS = 180  # the whole CLI run, a hard stop; it takes under a minute
 
@@ -110,28 +109,9 @@ def live_api(
     settings.LOCAL_MODEL_PATH = str(tmp_path / "no-such-model.gguf")
     # Limits would turn most of the run into 429s; they have tests of their own.
     settings.LLM_RATE_LIMIT = "100000/m"
-    from coppertone.asgi import application
-
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            log_level="warning",
-            loop="asyncio",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    # asyncio's own loop: uvloop would bypass the loopback-only guard of `loopback_only`.
+    with serving(log_level="warning", loop="asyncio") as url:
+        yield url
 
 
 def _seed(alice: User) -> None:

@@ -37,8 +37,9 @@ from cryptography.x509.oid import NameOID
 
 from accounts.models import User
 from llm import mqtt
-from llm.models import Conversation, Message, ProviderConfig
+from llm.models import Conversation, Message
 from tests.fakes.openai_server import FakeOpenAI
+from tests.transports.test_mqtt import use_fake_openai
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.django_db(transaction=True)]
 
@@ -232,16 +233,6 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         process.terminate()
         process.wait(10)
         log.close()
-
-
-def use_fake_openai(user: User, fake_openai: FakeOpenAI) -> None:
-    config = ProviderConfig(
-        user=user, kind="openai_compatible", base_url=fake_openai.base_url, model="fake-model"
-    )
-    config.set_api_key(fake_openai.api_key)
-    config.save()
-    user.default_provider = "openai_compatible"
-    user.save()
 
 
 @pytest.fixture
