@@ -179,6 +179,7 @@ class Runner:
         self._last_flush = 0.0
         self._closing = False
         self._shutdown: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- starting ------------------------------------------------------------------------
 
@@ -194,7 +195,10 @@ class Runner:
             )
         await self._ensure_running()
         started: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        asyncio.create_task(self._run(turn, started))
+        task = asyncio.create_task(self._run(turn, started))
+        # The loop keeps only weak references to tasks: hold it until it ends.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(started)
 
     async def _run(self, turn: Turn, started: asyncio.Future[Reply]) -> None:
