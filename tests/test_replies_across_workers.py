@@ -142,13 +142,14 @@ def token(alice: User, fake_openai: FakeOpenAI) -> dict[str, str]:
 
 
 def start_on(worker: Worker, auth: dict[str, str], deltas: int = 2) -> tuple[int, list[Event]]:
-    """Ask `worker` for a streamed reply, read a few deltas, then leave (it runs on)."""
+    """Ask `worker` for a streamed reply, read a few deltas (0: only its start), then
+    leave (it runs on)."""
     conn = worker.connect()
     body = json.dumps({"message": "Count", "provider": "openai", "stream": True})
     conn.request("POST", "/api/v1/chat", body=body, headers=auth)
     response = conn.getresponse()
     assert response.status == 200
-    seen = list(read_events(response, deltas))
+    seen = list(read_events(response, deltas)) if deltas else [next(read_events(response))]
     conn.close()
     return seen[0][2]["message_id"], seen
 
@@ -189,14 +190,9 @@ def test_a_young_reply_with_a_slow_first_token_is_followed_not_taken_for_dead(
 ) -> None:
     a, b = workers
     fake_openai.reply("Worth the wait.", first_byte_delay=2.0)
-    conn = a.connect()
-    body = json.dumps({"message": "Slow", "provider": "openai", "stream": True})
-    conn.request("POST", "/api/v1/chat", body=body, headers=token)
-    response = conn.getresponse()
-    start = next(read_events(response))
-    conn.close()
+    message_id, (start,) = start_on(a, token, deltas=0)
 
-    events = list(read_events(follow_on(b, token, start[2]["message_id"], start[0])))
+    events = list(read_events(follow_on(b, token, message_id, start[0])))
     assert events[-1][1] == "done" and events[-1][2]["status"] == "complete"
     assert text(events) == "Worth the wait."
 
