@@ -421,15 +421,16 @@ class Runner:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=max(grace, 5.0))
-        if self.log is not None:
-            with suppress(Exception):
-                await self._flush(tick=False)
+        # The maintainer first: cancelled mid-write, it puts its batch back in `_dirty`,
+        # so the last flush below writes every reply's end exactly once more at most.
         for helper in (self._listener, self._maintainer):
             if helper is not None and not helper.done():
                 helper.cancel()
                 with suppress(asyncio.CancelledError, Exception):
                     await helper
         if self.log is not None:
+            with suppress(Exception):
+                await self._flush(tick=False)
             await self.log.close()
         if _runners.get(asyncio.get_running_loop()) is self:
             del _runners[asyncio.get_running_loop()]

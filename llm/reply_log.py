@@ -184,7 +184,11 @@ class RedisLog:
             batch: list[tuple[int, Event]] = []
             for entry_id, fields in found[0][1]:
                 last_id = entry_id
-                batch.extend(e for e in decode(fields[b"e"]) if e[0] > after)
+                # By seq, not by entry: a flush cut off mid-write may be written again.
+                for event in decode(fields[b"e"]):
+                    if event[0] > after:
+                        batch.append(event)
+                        after = event[0]
             if batch:
                 yield batch
                 if isinstance(batch[-1][1], TurnFinished):
