@@ -34,6 +34,12 @@ def provider_options() -> ProviderOptions:
     )
 
 
+class Thinking(models.TextChoices):
+    AUTO = "auto", "The model's default"
+    SHOW = "show", "Think, and show the thinking"
+    SKIP = "skip", "Skip thinking where the API allows"
+
+
 class ProviderConfig(models.Model):
     """One person's settings for one provider kind, with their API key encrypted."""
 
@@ -55,6 +61,32 @@ class ProviderConfig(models.Model):
     )
     system_prompt = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
+    # Sampling sent only where the provider's API takes it (llm/providers/*).
+    top_p = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    stop = models.JSONField(default=list, blank=True, help_text="Up to 4 stop sequences.")
+    thinking = models.CharField(
+        max_length=8, choices=Thinking.choices, default=Thinking.AUTO, db_default=Thinking.AUTO
+    )
+    # Per-configuration timeouts in seconds; empty uses the operator's LLM_* ones.
+    connect_timeout = models.FloatField(null=True, blank=True)
+    first_byte_timeout = models.FloatField(null=True, blank=True)
+    idle_timeout = models.FloatField(null=True, blank=True)
+    # Replies at once to this server across everyone; empty: the kind's default
+    # (llm/providers/registry.py), 0: no cap.
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True)
+    # Keep a local server's model loaded: a ping every N minutes (0: off).
+    keep_alive_minutes = models.PositiveIntegerField(default=0, db_default=0)
+    keep_alive_due = models.DateTimeField(null=True, blank=True)
+    keep_alive_at = models.DateTimeField(null=True, blank=True)
+    keep_alive_result = models.CharField(max_length=300, blank=True, db_default="")
+    # Exact-match reply cache, this person's own (llm/reply_cache.py).
+    cache_replies = models.BooleanField(default=False, db_default=False)
+    # The circuit breaker for this configuration (llm/breakers.py).
+    failures = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    open_until = models.DateTimeField(null=True, blank=True, editable=False)
+    failure = models.TextField(blank=True, db_default="", editable=False)
     last_verified_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -195,6 +227,14 @@ class Message(models.Model):
     reserved_cost = models.DecimalField(
         max_digits=12, decimal_places=6, default=Decimal(0), db_default=Decimal(0)
     )
+    # A reasoning model's thinking, kept apart: never shown as the answer, never sent back.
+    thinking = models.TextField(blank=True, db_default="")
+    thinking_ms = models.FloatField(null=True, blank=True)
+    # Fallbacks: who was asked before the one that answered, and why they did not
+    # ([{"provider", "model", "error": {...}, "ms"}]); empty when the first one answered.
+    attempts = models.JSONField(default=list, blank=True, db_default=[])
+    # Played back from the person's own reply cache: no upstream call, no cost.
+    cached = models.BooleanField(default=False, db_default=False)
     # The user message an assistant message answers.
     reply_to = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reply"
@@ -266,3 +306,38 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.day} {self.provider}/{self.model}"
+
+
+class FallbackEntry(models.Model):
+    """One step of a person's "if it fails" chain, tried in `position` order."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fallbacks"
+    )
+    position = models.PositiveSmallIntegerField()
+    provider = models.CharField(max_length=32, choices=registry.choices)
+    model = models.CharField(max_length=200, blank=True, help_text="Empty: the card's model.")
+
+    class Meta:
+        ordering = ["user", "position"]
+        verbose_name_plural = "fallback entries"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "position"], name="one_fallback_per_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} #{self.position}: {self.provider}/{self.model or 'default'}"
+
+
+class Upstream(models.Model):
+    """One upstream server (scheme://host:port) shared by everyone who points at it: its
+    circuit breaker across users (llm/breakers.py)."""
+
+    address = models.CharField(max_length=300, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    open_until = models.DateTimeField(null=True, blank=True)
+    failure = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.address
