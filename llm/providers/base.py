@@ -2,8 +2,9 @@
 
 Nothing here imports Django. An adapter is given a `ChatRequest`, the
 `Credentials` to use for this one call, and the `ProviderOptions` the operator
-chose; it yields `TextDelta` events as text arrives, one `Usage` when the
-provider reports it, and a final `Done`. Failures leave an adapter only as a
+chose; it yields `TextDelta` events as the answer arrives (`ThinkingDelta` for a
+reasoning model's thinking, never mixed into the answer's text), one `Usage` when
+the provider reports it, and a final `Done`. Failures leave an adapter only as a
 `ProviderError` subclass whose message is safe to show a person.
 """
 
@@ -15,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 Role = Literal["system", "user", "assistant"]
+
+# ChatRequest.thinking: "auto" leaves it to the model; "show" asks it to think and
+# stream the thinking; "skip" asks it not to think, where the API has a way to say so.
+THINKING_MODES = ("auto", "show", "skip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,9 @@ class ChatRequest:
     system: str = ""
     temperature: float | None = None
     max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()  # sequences that end the reply where they would appear
+    thinking: str = "auto"  # one of THINKING_MODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,13 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """Reasoning text, streamed before (or between) the answer's TextDeltas."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     input_tokens: int
     output_tokens: int
@@ -89,7 +104,7 @@ class Done:
     finish_reason: str = "stop"
 
 
-Event = TextDelta | Usage | Done
+Event = TextDelta | ThinkingDelta | Usage | Done
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +190,16 @@ class ProviderSpec:
     # Lower-case model-name prefixes that select this kind when no provider is named.
     model_prefixes: tuple[str, ...] = ()
     extra_fields: tuple[str, ...] = field(default=())
+    # Replies at once per upstream base URL, across all users; 0 = no cap. A local
+    # server runs a few at a time and queues (or drops) the rest.
+    default_max_concurrent: int = 0
+    # How `Provider.keep_alive` keeps the model loaded: "" = not offered, "ollama" =
+    # Ollama's native load request, "one_token" = a chat request for one token.
+    keep_alive: str = ""
+    # How an OpenAI-dialect server is asked to think or not (ChatRequest.thinking):
+    # "" = no way, "enable_thinking" (DashScope), "chat_template_kwargs" (vLLM,
+    # llama.cpp: the chat template's enable_thinking), "reasoning_effort" (Ollama).
+    thinking_switch: str = ""
 
 
 class Provider(ABC):
@@ -194,3 +219,15 @@ class Provider(ABC):
 
     @abstractmethod
     async def ping(self, creds: Credentials) -> Ping: ...
+
+    async def keep_alive(self, creds: Credentials, model: str, minutes: int) -> Ping:
+        """Load `model` and keep it loaded for `minutes`; ok False where not offered."""
+        return keep_alive_refused(self.spec.label)
+
+
+def keep_alive_refused(label: str) -> Ping:
+    error = BadRequest(
+        f"Keep-alive is for local servers (Ollama, LM Studio, llama.cpp, vLLM); {label} "
+        "keeps its models loaded itself."
+    )
+    return Ping(ok=False, latency_ms=0.0, detail=error.message, error=error.as_dict())

@@ -44,6 +44,7 @@ from llm.providers.base import (
     RateLimited,
     Refused,
     TextDelta,
+    ThinkingDelta,
     TimedOut,
     TooLarge,
     Unavailable,
@@ -624,12 +625,28 @@ async def timed_ping(list_models: Callable[[], Awaitable[list[str]]]) -> Ping:
     try:
         models = await list_models()
     except ProviderError as exc:
-        ms = (time.monotonic() - started) * 1000
-        return Ping(ok=False, latency_ms=round(ms, 1), detail=exc.message, error=exc.as_dict())
-    ms = (time.monotonic() - started) * 1000
+        return _failed_ping(started, exc)
     count = len(models)
     detail = f"{count} model{'s' if count != 1 else ''} available"
-    return Ping(ok=True, latency_ms=round(ms, 1), detail=detail, models=count)
+    return Ping(ok=True, latency_ms=_since(started), detail=detail, models=count)
+
+
+async def timed_call(call: Callable[[], Awaitable[str]]) -> Ping:
+    """One call as a Ping: its words when it worked, the ProviderError's when not."""
+    started = time.monotonic()
+    try:
+        detail = await call()
+    except ProviderError as exc:
+        return _failed_ping(started, exc)
+    return Ping(ok=True, latency_ms=_since(started), detail=detail)
+
+
+def _since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def _failed_ping(started: float, exc: ProviderError) -> Ping:
+    return Ping(ok=False, latency_ms=_since(started), detail=exc.message, error=exc.as_dict())
 
 
 def parse_json(target: Target, data: str) -> Any:
@@ -672,8 +689,9 @@ async def with_retries(
     """Run `attempt` again on a passing failure, but never once a token was delivered.
 
     Every attempt is given the same deadline (monotonic time): the turn deadline counts
-    from the first request, retries included. A reply that grows past its cap is cut
-    there: what fits is delivered, then TooLarge.
+    from the first request, retries included. A reply that grows past its cap (thinking
+    and answer together: either can be endless) is cut there: what fits is delivered,
+    then TooLarge.
     """
     deadline = time.monotonic() + opts.turn_deadline
     room = opts.max_reply_chars
@@ -684,11 +702,11 @@ async def with_retries(
         try:
             async with contextlib.aclosing(attempt(deadline)) as events:
                 async for event in events:
-                    if isinstance(event, TextDelta):
+                    if isinstance(event, TextDelta | ThinkingDelta):
                         delivered = True
                         if len(event.text) > room:
                             if room:
-                                yield TextDelta(event.text[:room])
+                                yield type(event)(event.text[:room])
                             raise TooLarge(
                                 f"The reply grew past {opts.max_reply_chars:,} characters, "
                                 "the most Coppertone keeps of one reply; it was stopped "

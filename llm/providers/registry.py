@@ -13,6 +13,9 @@ from importlib import import_module
 from llm.providers.base import Provider, ProviderOptions, ProviderSpec
 
 OPENAI = "llm.providers.openai.OpenAIProvider"
+# Replies at once a local server is given by default: its parallel slots (llama.cpp's
+# --parallel, Ollama's OLLAMA_NUM_PARALLEL) are few, and the rest would only queue.
+LOCAL_SERVER_REPLIES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="SmolLM2-135M-Instruct",
             needs_key=False,
             has_base_url=False,
+            default_max_concurrent=1,  # one llama.cpp context per process
         ),
         _entry(
             OPENAI,
@@ -72,6 +76,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="qwen-max",
             default_base_url="https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
             model_prefixes=("qwen",),
+            thinking_switch="enable_thinking",
         ),
         _entry(
             OPENAI,
@@ -98,6 +103,9 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="llama3.2",
             default_base_url="http://127.0.0.1:11434/v1",
             needs_key=False,
+            default_max_concurrent=LOCAL_SERVER_REPLIES,
+            keep_alive="ollama",
+            thinking_switch="reasoning_effort",
         ),
         _entry(
             OPENAI,
@@ -107,6 +115,9 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="local-model",
             default_base_url="http://127.0.0.1:1234/v1",
             needs_key=False,
+            default_max_concurrent=LOCAL_SERVER_REPLIES,
+            keep_alive="one_token",
+            thinking_switch="chat_template_kwargs",
         ),
         _entry(
             OPENAI,
@@ -116,6 +127,9 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="default",
             default_base_url="http://127.0.0.1:8080/v1",
             needs_key=False,
+            default_max_concurrent=LOCAL_SERVER_REPLIES,
+            keep_alive="one_token",
+            thinking_switch="chat_template_kwargs",
         ),
         _entry(
             OPENAI,
@@ -125,6 +139,9 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="default",
             default_base_url="http://127.0.0.1:8000/v1",
             needs_key=False,
+            default_max_concurrent=LOCAL_SERVER_REPLIES,
+            keep_alive="one_token",
+            thinking_switch="chat_template_kwargs",
         ),
         _entry(
             OPENAI,
@@ -134,6 +151,9 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="default",
             default_base_url="",
             needs_key=False,
+            default_max_concurrent=LOCAL_SERVER_REPLIES,
+            keep_alive="one_token",
+            thinking_switch="chat_template_kwargs",
         ),
     ]
 )
