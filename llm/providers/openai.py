@@ -8,13 +8,35 @@ not code paths per kind.
 Wire format: https://platform.openai.com/docs/api-reference/chat-streaming. A stream is
 `chat.completion.chunk` objects; with `stream_options.include_usage` the last chunk has
 empty `choices` and the usage; `data: [DONE]` ends it.
+
+Thinking arrives in three shapes, all yielded as ThinkingDelta:
+- `delta.reasoning_content` (DeepSeek, vLLM, DashScope:
+  https://docs.vllm.ai/en/stable/features/reasoning_outputs/,
+  https://www.alibabacloud.com/help/en/model-studio/deep-thinking);
+- `delta.reasoning` (vLLM's newer name, Ollama's /v1);
+- `<think>…</think>` at the start of the content, from servers without a reasoning
+  parser (thinking.py).
+ChatRequest.thinking becomes the body fragment of the server's `thinking_switch`
+(registry data): DashScope's `enable_thinking`, a chat template's `enable_thinking`
+through `chat_template_kwargs` (vLLM, llama.cpp's llama-server), Ollama's
+`reasoning_effort: "none"`. OpenAI's reasoning models (o1, o3, o4, gpt-5) take no
+temperature or top_p, take `max_completion_tokens`, and are asked not to think with
+their lowest `reasoning_effort` (https://platform.openai.com/docs/guides/reasoning,
+https://platform.openai.com/docs/guides/latest-model: "minimal" for gpt-5, "none"
+from gpt-5.1, "low" for the o-series).
+
+Keep-alive (ProviderSpec.keep_alive): "ollama" is Ollama's load request, POST
+`/api/generate` at the host root with a model, no prompt and `keep_alive`
+(https://github.com/ollama/ollama/blob/main/docs/api.md, "Load a model"); "one_token"
+is a streamed chat request for one token, which loads the model in any server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -22,6 +44,7 @@ from llm.providers import http
 from llm.providers.base import (
     AuthFailed,
     BadRequest,
+    ChatMessage,
     ChatRequest,
     Credentials,
     Done,
@@ -30,9 +53,11 @@ from llm.providers.base import (
     Provider,
     ProviderOptions,
     ProviderSpec,
-    TextDelta,
+    ThinkingDelta,
     Usage,
+    keep_alive_refused,
 )
+from llm.providers.thinking import ThinkSplitter
 
 # Azure OpenAI's current GA data-plane version; a user may set another per configuration.
 AZURE_API_VERSION = "2024-10-21"
@@ -41,6 +66,49 @@ AZURE_API_VERSION = "2024-10-21"
 OPENAI_HOSTS = ("openai.com", "openai.azure.com")
 # A base URL whose path ends in an API version (/v1, /v1beta, /api/v3).
 VERSIONED = re.compile(r"/v\d+[a-z0-9]*$")
+
+# ChatRequest.thinking -> the body fragment, per ProviderSpec.thinking_switch.
+THINKING_SWITCHES: dict[str, dict[str, dict[str, Any]]] = {
+    "enable_thinking": {
+        "show": {"enable_thinking": True},
+        "skip": {"enable_thinking": False},
+    },
+    "chat_template_kwargs": {
+        "show": {"chat_template_kwargs": {"enable_thinking": True}},
+        "skip": {"chat_template_kwargs": {"enable_thinking": False}},
+    },
+    # Ollama's /v1 turns thinking off only for this value; it thinks by default.
+    "reasoning_effort": {"skip": {"reasoning_effort": "none"}},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningModel:
+    """An OpenAI reasoning model family: no sampling settings, its own token field."""
+
+    prefix: str
+    # The lowest reasoning_effort it accepts, sent for thinking "skip"; "" = none to send.
+    least_effort: str
+
+
+# Longest prefix first: the first match decides.
+REASONING_MODELS = (
+    ReasoningModel("gpt-5-pro", ""),  # high effort only
+    ReasoningModel("gpt-5.", "none"),  # gpt-5.1 and later refuse "minimal"
+    ReasoningModel("gpt-5", "minimal"),
+    ReasoningModel("o1", "low"),
+    ReasoningModel("o3", "low"),
+    ReasoningModel("o4", "low"),
+)
+
+
+def reasoning_model(model: str) -> ReasoningModel | None:
+    """The reasoning family of `model`, or None for a model that takes temperature."""
+    name = model.lower()
+    # gpt-5-chat-latest and its successors are chat models: temperature, no effort.
+    if name.startswith("gpt-5") and "-chat" in name:
+        return None
+    return next((r for r in REASONING_MODELS if name.startswith(r.prefix)), None)
 
 
 class OpenAIProvider(Provider):
@@ -106,12 +174,26 @@ class OpenAIProvider(Provider):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if request.temperature is not None:
+        reasoning = reasoning_model(request.model)
+        # Reasoning models refuse any temperature or top_p but their default.
+        if request.temperature is not None and reasoning is None:
             body["temperature"] = request.temperature
+        if request.top_p is not None and reasoning is None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
         if request.max_tokens is not None:
             host = (urlsplit(base).hostname or "").lower()
             official = any(host == h or host.endswith("." + h) for h in OPENAI_HOSTS)
-            body["max_completion_tokens" if official else "max_tokens"] = request.max_tokens
+            # Reasoning models refuse max_tokens wherever they are served from.
+            field = "max_completion_tokens" if official or reasoning else "max_tokens"
+            body[field] = request.max_tokens
+        if reasoning is not None:
+            if request.thinking == "skip" and reasoning.least_effort:
+                body["reasoning_effort"] = reasoning.least_effort
+        else:
+            switch = THINKING_SWITCHES.get(self.spec.thinking_switch, {})
+            body.update(switch.get(request.thinking, {}))
         return body
 
     # --- the contract --------------------------------------------------------------
@@ -131,6 +213,7 @@ class OpenAIProvider(Provider):
         finish = ""
         done = False
         usage: Usage | None = None
+        splitter = ThinkSplitter()
         events = http.stream_events(
             target,
             "POST",
@@ -152,9 +235,13 @@ class OpenAIProvider(Provider):
                     raise http.error_in_stream(target.label, data, secret=creds.api_key)
                 for choice in data.get("choices") or ():
                     delta = choice.get("delta") or {}
+                    thought = delta.get("reasoning_content") or delta.get("reasoning")
+                    if thought and isinstance(thought, str):
+                        yield ThinkingDelta(thought)
                     text = delta.get("content") or delta.get("refusal")
                     if text:
-                        yield TextDelta(text)
+                        for part in splitter.feed(text):
+                            yield part
                     finish = choice.get("finish_reason") or finish
                 reported = data.get("usage")
                 if isinstance(reported, dict):
@@ -163,6 +250,8 @@ class OpenAIProvider(Provider):
                         int(reported.get("completion_tokens") or 0),
                     )
         # Some compatible servers omit [DONE]; a finish_reason says the reply is whole too.
+        for part in splitter.close():
+            yield part
         if not done and not finish:
             raise http.ended_early(target)
         if usage is not None:
@@ -181,6 +270,38 @@ class OpenAIProvider(Provider):
 
     async def ping(self, creds: Credentials) -> Ping:
         return await http.timed_ping(lambda: self._models(creds))
+
+    async def keep_alive(self, creds: Credentials, model: str, minutes: int) -> Ping:
+        ways: dict[str, Callable[[Credentials, str, int], Awaitable[str]]] = {
+            "ollama": self._ollama_load,
+            "one_token": self._one_token,
+        }
+        way = ways.get(self.spec.keep_alive)
+        if way is None:
+            return keep_alive_refused(self.spec.label)
+        name = model or self.spec.default_model
+        return await http.timed_call(lambda: way(creds, name, minutes))
+
+    async def _ollama_load(self, creds: Credentials, model: str, minutes: int) -> str:
+        # Ollama's native API lives at the host root, beside the /v1 compatibility one.
+        root = VERSIONED.sub("", self._base(creds))
+        body = {"model": model, "keep_alive": f"{minutes}m", "stream": False}
+        await http.request_json(
+            self._target(creds, model),
+            "POST",
+            f"{root}/api/generate",
+            headers=self._headers(creds),
+            body=body,
+        )
+        return f"{model} is loaded and kept for {minutes} min."
+
+    async def _one_token(self, creds: Credentials, model: str, minutes: int) -> str:
+        # The server keeps a model loaded while it is used: asking for one token is
+        # the one way every OpenAI-compatible server understands.
+        request = ChatRequest(model, (ChatMessage("user", "Hi"),), max_tokens=1)
+        async for _event in self.stream(request, creds):
+            pass  # run to its end: an error leaves as the ProviderError it is
+        return f"{model} answered; it is loaded."
 
 
 def _is_done(event: http.SSEEvent) -> bool:
