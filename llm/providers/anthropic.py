@@ -4,6 +4,13 @@ Wire format: https://docs.anthropic.com/en/api/messages-streaming. The base URL 
 host (`https://api.anthropic.com`); the adapter adds `/v1/messages` and `/v1/models`.
 The system prompt is its own field, `max_tokens` is required, and every request names
 the API version it speaks in the `anthropic-version` header.
+
+Extended thinking (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking)
+is off unless asked for: thinking "show" sends `thinking: {"type": "enabled",
+"budget_tokens": B}` with 1024 <= B < max_tokens, and then no temperature or top_p,
+which the API refuses alongside it. Its text streams as `thinking` content blocks
+(`thinking_delta` deltas); their `signature_delta` and `redacted_thinking` blocks carry
+nothing a person can read.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from llm.providers.base import (
     Ping,
     Provider,
     TextDelta,
+    ThinkingDelta,
     Usage,
 )
 
@@ -30,6 +38,8 @@ API_VERSION = "2023-06-01"
 # requires; every current Claude model accepts at least this many.
 DEFAULT_MAX_TOKENS = 4096
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+# The smallest thinking budget the API accepts.
+MIN_THINKING_BUDGET = 1024
 
 
 class AnthropicProvider(Provider):
@@ -59,17 +69,30 @@ class AnthropicProvider(Provider):
         messages = [
             {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
         ]
+        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
         body: dict[str, Any] = {
             "model": request.model,
-            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": max_tokens,
             "messages": messages,
             "stream": True,
         }
         if system:
             body["system"] = "\n\n".join(system)
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if request.thinking == "show":
+            # Thinking spends max_tokens too: up to half of it, at least the minimum;
+            # where that leaves too little, the answer keeps its own max_tokens on top.
+            budget = max(MIN_THINKING_BUDGET, max_tokens // 2)
+            if budget >= max_tokens:
+                body["max_tokens"] = budget + max_tokens
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            return body  # sampling settings are refused with thinking
         if request.temperature is not None:
             # Anthropic's range is 0 to 1; the settings allow OpenAI's 0 to 2.
             body["temperature"] = min(1.0, max(0.0, request.temperature))
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
         return body
 
     def stream(self, request: ChatRequest, creds: Credentials) -> AsyncIterator[Event]:
@@ -106,8 +129,15 @@ class AnthropicProvider(Provider):
                 kind = data.get("type") or event.event
                 if kind == "content_block_delta":
                     delta = data.get("delta") or {}
-                    if delta.get("type") == "text_delta" and delta.get("text"):
+                    shape = delta.get("type")
+                    if shape == "text_delta" and delta.get("text"):
                         yield TextDelta(delta["text"])
+                    elif shape == "thinking_delta" and delta.get("thinking"):
+                        yield ThinkingDelta(delta["thinking"])
+                elif kind == "content_block_start":
+                    block = data.get("content_block") or {}
+                    if block.get("type") == "thinking" and block.get("thinking"):
+                        yield ThinkingDelta(block["thinking"])
                 elif kind == "message_start":
                     usage = (data.get("message") or {}).get("usage") or {}
                     input_tokens = _input_tokens(usage)
@@ -125,7 +155,8 @@ class AnthropicProvider(Provider):
                     stopped = True
                 elif kind == "error":
                     raise http.error_in_stream(target.label, data, secret=creds.api_key)
-                # Other types (content_block_start/stop, thinking, tool input) carry no text.
+                # Other types (content_block_stop, signature and tool input deltas,
+                # redacted_thinking blocks) carry nothing to show.
         if not stopped:
             raise http.ended_early(target)
         if seen_usage:

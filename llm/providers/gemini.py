@@ -4,7 +4,14 @@ Wire format: https://ai.google.dev/api/generate-content. The base URL ends in th
 version (`https://generativelanguage.googleapis.com/v1beta`); the adapter adds
 `/models/{model}:streamGenerateContent?alt=sse`. The key travels only in the
 `x-goog-api-key` header, never in the URL, so no error or log can carry it. A stream has
-no end marker: the reply is whole when a candidate reports its `finishReason`.
+no end marker: the reply is whole when a candidate reports its `finishReason`, judged on
+the parsed chunk (a Gemini-dialect server such as LiteLLM's sends `"finishReason": null`
+on every chunk before the last).
+
+Thinking (https://ai.google.dev/gemini-api/docs/thinking): parts marked `"thought":
+true` are thought summaries, yielded as ThinkingDelta; Gemini sends them only when
+asked, which thinking "show" does with `generationConfig.thinkingConfig.includeThoughts`;
+"skip" sends `thinkingBudget: 0` (models that cannot stop thinking refuse it).
 """
 
 from __future__ import annotations
@@ -25,11 +32,16 @@ from llm.providers.base import (
     Provider,
     Refused,
     TextDelta,
+    ThinkingDelta,
     Usage,
 )
 
 ROLES = {"user": "user", "assistant": "model"}
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+THINKING_CONFIG: dict[str, dict[str, Any]] = {
+    "show": {"includeThoughts": True},
+    "skip": {"thinkingBudget": 0},
+}
 
 
 class GeminiProvider(Provider):
@@ -68,6 +80,13 @@ class GeminiProvider(Provider):
             config["temperature"] = request.temperature
         if request.max_tokens is not None:
             config["maxOutputTokens"] = request.max_tokens
+        if request.top_p is not None:
+            config["topP"] = request.top_p
+        if request.stop:
+            config["stopSequences"] = list(request.stop)
+        thinking = THINKING_CONFIG.get(request.thinking)
+        if thinking:
+            config["thinkingConfig"] = thinking
         if config:
             body["generationConfig"] = config
         return body
@@ -86,13 +105,16 @@ class GeminiProvider(Provider):
         body = self._body(request)
         finish = ""
         usage: Usage | None = None
+        # stream_events asks is_final about an event after this loop has handled it,
+        # so the loop's verdict on the parsed chunk answers: each chunk parsed once.
+        last = False
         events = http.stream_events(
             target,
             "POST",
             url,
             headers=headers,
             body=body,
-            is_final=_is_last,
+            is_final=lambda _event: last,
             deadline=deadline,
         )
         async with contextlib.aclosing(events):
@@ -110,12 +132,13 @@ class GeminiProvider(Provider):
                     )
                 for candidate in data.get("candidates") or ():
                     for part in (candidate.get("content") or {}).get("parts") or ():
-                        # Thought summaries are not part of the reply.
-                        if part.get("text") and not part.get("thought"):
-                            yield TextDelta(part["text"])
+                        text = part.get("text")
+                        if text and isinstance(text, str):
+                            yield ThinkingDelta(text) if part.get("thought") else TextDelta(text)
                     reason = candidate.get("finishReason")
-                    if reason:
+                    if reason and isinstance(reason, str):
                         finish = FINISH.get(reason, reason.lower())
+                        last = True
                 meta = data.get("usageMetadata")
                 if isinstance(meta, dict):
                     # Thinking tokens are billed as output.
@@ -145,8 +168,3 @@ class GeminiProvider(Provider):
 
     async def ping(self, creds: Credentials) -> Ping:
         return await http.timed_ping(lambda: self._models(creds))
-
-
-def _is_last(event: http.SSEEvent) -> bool:
-    # The chunk that reports finishReason is the last one, with the final usage.
-    return '"finishReason"' in event.data

