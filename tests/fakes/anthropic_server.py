@@ -4,7 +4,10 @@ Speaks the wire format of https://docs.anthropic.com/en/api/messages-streaming: 
 SSE events `message_start` (the Message with empty content and the input usage),
 `content_block_start`, `ping`, `content_block_delta` with `text_delta`,
 `content_block_stop`, `message_delta` (stop_reason and the cumulative output usage),
-`message_stop`; in-stream `error` events. Errors are
+`message_stop`; in-stream `error` events. With thinking, a `thinking` content block
+comes first (`thinking_delta` deltas, then a `signature_delta`), optionally a
+`redacted_thinking` block, then the text block
+(https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking). Errors are
 `{"type": "error", "error": {"type", "message"}, "request_id"}`; 529 is overloaded.
 Requests need `x-api-key` and `anthropic-version`.
 """
@@ -128,33 +131,61 @@ class FakeAnthropic(FakeServer):
                 ),
                 sse({"type": "message_stop"}, "message_stop"),
             ]
-            block_stop = sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+
+            def start(index: int, block: dict[str, Any]) -> str:
+                return sse(
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                    "content_block_start",
+                )
+
+            def block_delta(index: int, delta: dict[str, Any]) -> str:
+                return sse(
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                    "content_block_delta",
+                )
+
+            def stop(index: int) -> str:
+                return sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+
+            # The thinking blocks, each whole: start, deltas, stop.
+            thoughts: list[str] = []
+            if plan.thinking:
+                thoughts.append(start(0, {"type": "thinking", "thinking": ""}))
+                thoughts += [
+                    block_delta(0, {"type": "thinking_delta", "thinking": piece})
+                    for piece in plan.thinking_pieces()
+                ]
+                thoughts += [
+                    block_delta(0, {"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbc"}),
+                    stop(0),
+                ]
+            if plan.redacted_thinking:
+                index = 1 if plan.thinking else 0
+                thoughts += [
+                    start(index, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pz"}),
+                    stop(index),
+                ]
+            text_index = int(bool(plan.thinking)) + int(plan.redacted_thinking)
+            text_start = start(text_index, {"type": "text", "text": ""})
+            block_stop = stop(text_index)
+            # Without thinking the text block opens before the ping, as the API sends it.
+            opening = [] if thoughts else [text_start]
             return Frames(
                 head=[
                     sse(
                         {"type": "message_start", "message": message(plan, [], None, 1)},
                         "message_start",
                     ),
-                    sse(
-                        {
-                            "type": "content_block_start",
-                            "index": 0,
-                            "content_block": {"type": "text", "text": ""},
-                        },
-                        "content_block_start",
-                    ),
+                    *opening,
                     sse({"type": "ping"}, "ping"),
                 ],
                 content=[
-                    sse(
-                        {
-                            "type": "content_block_delta",
-                            "index": 0,
-                            "delta": {"type": "text_delta", "text": piece},
-                        },
-                        "content_block_delta",
-                    )
-                    for piece in plan.pieces()
+                    *thoughts,
+                    *([text_start] if thoughts else []),
+                    *(
+                        block_delta(text_index, {"type": "text_delta", "text": piece})
+                        for piece in plan.pieces()
+                    ),
                 ],
                 tail=[block_stop, *finish],
                 tail_early=[block_stop],
@@ -169,9 +200,13 @@ class FakeAnthropic(FakeServer):
             )
 
         def whole(plan: Plan) -> dict[str, Any]:
-            return message(
-                plan, [{"type": "text", "text": plan.text}], stop_reason(plan), plan.tokens()[1]
-            )
+            content: list[dict[str, Any]] = []
+            if plan.thinking:
+                content.append(
+                    {"type": "thinking", "thinking": plan.thinking, "signature": "EqQBCgIYAhIM"}
+                )
+            content.append({"type": "text", "text": plan.text})
+            return message(plan, content, stop_reason(plan), plan.tokens()[1])
 
         def error(plan: Plan) -> web.Response:
             headers = {"retry-after": plan.retry_after} if plan.retry_after is not None else {}

@@ -22,11 +22,19 @@ The handle:
                          no Content-Length.
 
     fake.reply(text="Hello from the fake provider.", *, chunks=None, delay=0.0,
-               first_byte_delay=0.0, usage=None, finish_reason="")
+               first_byte_delay=0.0, usage=None, finish_reason="", thinking="")
         queue a reply: streamed as `chunks` (default: 4 characters each) with `delay`
         seconds between chunks, after `first_byte_delay` seconds of nothing; a
         non-streaming request gets the whole text. usage=(input, output) tokens,
         default (12, number of chunks).
+        thinking="pondering" streams that reasoning first (4 characters a chunk), in
+        each provider's own shape: OpenAI `delta.reasoning_content` deltas, Anthropic
+        a `thinking` block (thinking_delta deltas, then a signature_delta) before the
+        text block, Gemini parts with `"thought": true`. Options of that shape:
+          thinking_field="reasoning_content" (OpenAI): or "reasoning" (Ollama, newer
+                       vLLM), or "think_tags" (`<think>pondering</think>\n\n` at the
+                       start of the content, the tags cut across chunks);
+          redacted_thinking=True (Anthropic): a redacted_thinking block before the text.
     fake.fail(status, *, retry_after=None, body=None, first_byte_delay=0.0)
         queue an error response in the provider's own error shape (body: a dict or
         raw text replaces it), with a Retry-After header when given.
@@ -38,7 +46,9 @@ The handle:
         stays open), "malformed_json", "html_200" (an HTML page, status 200),
         "split_utf8" (a multi-byte character split across writes), "split_event" (every
         SSE event split across writes), "crlf" (\\r\\n line endings), "keepalive"
-        (`: keep-alive` comments between events).
+        (`: keep-alive` comments between events), "finish_reason_null" (Gemini only:
+        `"finishReason": null` on every chunk but the last, as LiteLLM's Gemini
+        endpoint sends it).
         Hostile ones: "huge_line" (half the reply, then a `data:` line of `huge_bytes`,
         16 MB, with no newline), "huge_event" (half, then 16 MB of `data:` lines that
         never reach their blank line), "drip" (half, then a newline every `drip_every`
@@ -56,6 +66,12 @@ The handle:
     fake.requests        every request received: Recorded(method, path, query: dict,
                          headers: dict with lower-case names, json, url=path+query).
     fake.chat_requests   only the POSTs.
+    fake_openai.keep_alive_requests   the keep-alive requests among them: Ollama's load
+                         request (POST /api/generate at the host root, which the fake
+                         answers `{"done": true, "done_reason": "load"}` without using
+                         the queue) and one-token chat requests (max_tokens or
+                         max_completion_tokens 1), which take the next queued answer
+                         like any chat request.
     fake.wait_closed(timeout) -> bool   (sync tests) True once a client closed a stream
                          before it finished, e.g. after Stop.
     await fake.closed(timeout) -> bool  the same for async tests; it does not block the loop.

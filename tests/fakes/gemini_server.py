@@ -5,7 +5,10 @@ GenerateContentResponse (`candidates[].content.parts[].text`, `usageMetadata`,
 `modelVersion`), the last with `finishReason`; there is no end marker. Lines end in
 \\r\\n as Google's servers send them. `POST /v1beta/models/{model}:generateContent`
 answers one GenerateContentResponse; `GET /v1beta/models` lists `models/...` names.
-The key travels in `x-goog-api-key`. Errors are
+With thinking, thought-summary parts (`"thought": true`) come in chunks before the text
+(https://ai.google.dev/gemini-api/docs/thinking). The "finish_reason_null" scenario is a
+Gemini-dialect server such as LiteLLM's: `"finishReason": null` on every chunk but the
+last. The key travels in `x-goog-api-key`. Errors are
 `{"error": {"code", "message", "status", "details"}}`; like the real API, a wrong key is
 400 INVALID_ARGUMENT with reason API_KEY_INVALID, and a missing one 403 PERMISSION_DENIED.
 """
@@ -134,14 +137,19 @@ class FakeGemini(FakeServer):
                 "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
             }
 
-        def response(plan: Plan, text: str, out: int, finish: bool) -> dict[str, Any]:
+        def response(
+            plan: Plan, text: str, out: int, finish: bool, thought: bool = False
+        ) -> dict[str, Any]:
+            part: dict[str, Any] = {"text": text, "thought": True} if thought else {"text": text}
             candidate: dict[str, Any] = {
-                "content": {"parts": [{"text": text}], "role": "model"},
+                "content": {"parts": [part], "role": "model"},
                 "index": 0,
             }
             if finish:
                 reason = plan.finish_reason or "stop"
                 candidate["finishReason"] = FINISH.get(reason, reason)
+            elif plan.null_finish:
+                candidate["finishReason"] = None
             return {
                 "candidates": [candidate],
                 "usageMetadata": usage(plan, out),
@@ -162,8 +170,12 @@ class FakeGemini(FakeServer):
                 sse(response(plan, piece, min(i + 1, total), False))
                 for i, piece in enumerate(pieces)
             ]
+            thoughts = [
+                sse(response(plan, piece, 0, False, thought=True))
+                for piece in plan.thinking_pieces()
+            ]
             return Frames(
-                head=[],
+                head=thoughts,
                 content=content,
                 tail=[],
                 tail_early=[],
@@ -173,7 +185,11 @@ class FakeGemini(FakeServer):
             )
 
         def whole(plan: Plan) -> dict[str, Any]:
-            return response(plan, plan.text, plan.tokens()[1], True)
+            answer = response(plan, plan.text, plan.tokens()[1], True)
+            if plan.thinking:
+                parts = answer["candidates"][0]["content"]["parts"]
+                parts.insert(0, {"text": plan.thinking, "thought": True})
+            return answer
 
         def error(plan: Plan) -> web.Response:
             # Google sends no Retry-After header: the wait is in the body's RetryInfo.

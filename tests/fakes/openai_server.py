@@ -8,6 +8,14 @@ chunk with `finish_reason`, with `stream_options.include_usage` a last chunk who
 
 Azure OpenAI's form is served too: `/openai/deployments/{deployment}/chat/completions
 ?api-version=...` with the key in an `api-key` header, and `/openai/models`.
+
+Reasoning streams as `delta.reasoning_content` (DeepSeek, vLLM, DashScope), as
+`delta.reasoning` (Ollama, newer vLLM) or as `<think>…</think>` at the start of the
+content (servers without a reasoning parser), before the text.
+
+Ollama's native load request is served at the host root: `POST /api/generate` with a
+model and no prompt answers `{"done": true, "done_reason": "load"}`
+(https://github.com/ollama/ollama/blob/main/docs/api.md, "Load a model").
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Frames, Plan, sse
+from tests.fakes.server import FakeServer, Frames, Plan, Recorded, chunked, sse
 
 ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -62,7 +70,21 @@ class FakeOpenAI(FakeServer):
         """An Azure resource endpoint, as a user pastes it (no path)."""
         return self.origin
 
+    @property
+    def keep_alive_requests(self) -> list[Recorded]:
+        """Ollama load requests (POST /api/generate) and one-token chat requests."""
+        return [
+            r
+            for r in self.chat_requests
+            if r.path == "/api/generate"
+            or (
+                isinstance(r.json, dict)
+                and 1 in (r.json.get("max_tokens"), r.json.get("max_completion_tokens"))
+            )
+        ]
+
     def routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/generate", self.ollama_generate)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.azure_chat)
@@ -85,6 +107,25 @@ class FakeOpenAI(FakeServer):
             return self._unauthorized()
         body = await request.json()
         return await self._chat(request, body, str(body.get("model", "")))
+
+    async def ollama_generate(self, request: web.Request) -> web.StreamResponse:
+        # Only the load form (no prompt): what Coppertone's keep-alive sends.
+        if not self._bearer_ok(request):
+            return self._unauthorized()
+        body = await request.json()
+        if not body.get("model"):
+            return web.json_response({"error": "model is required"}, status=400)
+        if body.get("prompt"):
+            return web.json_response({"error": "this fake only loads models"}, status=400)
+        return web.json_response(
+            {
+                "model": body["model"],
+                "created_at": "2025-01-01T00:00:00.000000Z",
+                "response": "",
+                "done": True,
+                "done_reason": "load",
+            }
+        )
 
     async def azure_chat(self, request: web.Request) -> web.StreamResponse:
         if "api-version" not in request.query:
@@ -157,6 +198,22 @@ class FakeOpenAI(FakeServer):
                 "total_tokens": prompt + completion,
             }
 
+        def thinking(plan: Plan) -> list[str]:
+            """The reasoning frames before the text, in the plan's field."""
+            if plan.thinking_field == "think_tags":
+                return []  # in the content itself
+            return [
+                sse(chunk([delta({"content": None, plan.thinking_field: piece})]))
+                for piece in plan.thinking_pieces()
+            ]
+
+        def content(plan: Plan) -> list[str]:
+            pieces = plan.pieces()
+            if plan.thinking and plan.thinking_field == "think_tags":
+                # Four characters at a time: the tags arrive cut across chunks.
+                pieces = chunked(f"<think>{plan.thinking}</think>\n\n") + pieces
+            return [sse(chunk([delta({"content": piece})])) for piece in pieces]
+
         def frames(plan: Plan) -> Frames:
             finish = plan.finish_reason or "stop"
             tail = [sse(chunk([delta({}, finish)]))]
@@ -164,7 +221,7 @@ class FakeOpenAI(FakeServer):
                 tail.append(sse(chunk([], usage=usage(plan))))
             return Frames(
                 head=[sse(chunk([delta({"role": "assistant", "content": "", "refusal": None})]))],
-                content=[sse(chunk([delta({"content": piece})])) for piece in plan.pieces()],
+                content=thinking(plan) + content(plan),
                 tail=[*tail, sse("[DONE]")],
                 tail_early=[],  # the text, then nothing: no finish_reason, no [DONE]
                 error=sse(error_body(500)),
@@ -181,7 +238,12 @@ class FakeOpenAI(FakeServer):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": plan.text, "refusal": None},
+                        "message": {
+                            "role": "assistant",
+                            "content": plan.text,
+                            "refusal": None,
+                            **({"reasoning_content": plan.thinking} if plan.thinking else {}),
+                        },
                         "logprobs": None,
                         "finish_reason": plan.finish_reason or "stop",
                     }

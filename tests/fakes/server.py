@@ -80,15 +80,29 @@ class Plan:
     content_type: str = "text/event-stream; charset=utf-8"
     huge_bytes: int = HUGE_BYTES  # the size of a huge_line or huge_event ending
     drip_every: float = 59.0  # seconds between the bytes of a drip ending
+    # Reasoning streamed before the text, in the wire format's own shape.
+    thinking: str = ""
+    # OpenAI dialect: "reasoning_content" (DeepSeek, vLLM), "reasoning" (Ollama,
+    # newer vLLM) or "think_tags" (<think>…</think> at the start of the content).
+    thinking_field: str = "reasoning_content"
+    redacted_thinking: bool = False  # Anthropic: a redacted_thinking block too
+    null_finish: bool = False  # Gemini dialect: "finishReason": null until the last chunk
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
             return list(self.chunks)
-        # A few characters each, like real token streams; never splits a code point.
-        return [self.text[i : i + 4] for i in range(0, len(self.text), 4)] or [""]
+        return chunked(self.text) or [""]
+
+    def thinking_pieces(self) -> list[str]:
+        return chunked(self.thinking)
 
     def tokens(self) -> tuple[int, int]:
         return self.usage if self.usage is not None else (12, len(self.pieces()))
+
+
+def chunked(text: str, size: int = 4) -> list[str]:
+    """A few characters each, like real token streams; never splits a code point."""
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 @dataclass
@@ -129,6 +143,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "split_event": {"split": "event"},
     "crlf": {"line_ending": "\r\n"},
     "keepalive": {"keepalive": True},
+    # A Gemini-dialect server (LiteLLM's) that sends "finishReason": null on every chunk.
+    "finish_reason_null": {"null_finish": True},
     # A hostile upstream: half the reply, then one 16 MB `data:` line with no newline...
     "huge_line": {"end": "huge_line"},
     # ...or one event of 16 MB in `data:` lines of 64 KB that never reaches its blank line,
@@ -192,6 +208,7 @@ class FakeServer:
         first_byte_delay: float = 0.0,
         usage: tuple[int, int] | None = None,
         finish_reason: str = "",
+        thinking: str = "",
         **scenario: Any,
     ) -> Self:
         chunk_tuple = tuple(chunks) if chunks is not None else None
@@ -202,6 +219,7 @@ class FakeServer:
             first_byte_delay=first_byte_delay,
             usage=usage,
             finish_reason=finish_reason,
+            thinking=thinking,
             **scenario,
         )
         return self._queue(plan)
