@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from llm.providers.base import Done, Event, ProviderError, ProviderOptions, TextDelta, Usage
+from llm.providers.base import (
+    Done,
+    Event,
+    ProviderError,
+    ProviderOptions,
+    TextDelta,
+    ThinkingDelta,
+    Usage,
+)
 
 # Short enough that the timeout tests are quick, long enough for a loaded 2-core machine.
 FAST = ProviderOptions(
@@ -36,6 +44,8 @@ class Outcome:
 
     text: str = ""
     deltas: list[str] = field(default_factory=list)
+    thinking: str = ""
+    thinking_deltas: list[str] = field(default_factory=list)
     usage: Usage | None = None
     done: Done | None = None
     error: ProviderError | None = None
@@ -48,6 +58,9 @@ async def collect(events: AsyncIterator[Event]) -> Outcome:
             if isinstance(event, TextDelta):
                 outcome.deltas.append(event.text)
                 outcome.text += event.text
+            elif isinstance(event, ThinkingDelta):
+                outcome.thinking_deltas.append(event.text)
+                outcome.thinking += event.text
             elif isinstance(event, Usage):
                 outcome.usage = event
             elif isinstance(event, Done):

@@ -155,3 +155,67 @@ async def test_cache_tokens_count_as_input(fake_anthropic: FakeAnthropic) -> Non
     fake_anthropic.reply("cached", usage=(10, 3))
     out = await collect(claude().stream(ask("claude-sonnet-4-5"), fake_anthropic.credentials()))
     assert out.usage is not None and out.usage.input_tokens == 10
+
+
+# --- thinking and sampling settings -----------------------------------------------
+
+
+def hi(**settings: object) -> ChatRequest:
+    return ChatRequest(model="claude-sonnet-4-5", messages=(ChatMessage("user", "Hi"),), **settings)  # type: ignore[arg-type]
+
+
+async def test_thinking_blocks_arrive_as_thinking_never_as_text(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    # A thinking block (with its signature_delta), a redacted one, then the text block.
+    fake_anthropic.reply("It is 4.", thinking="Two plus two: add them.", redacted_thinking=True)
+    out = await collect(claude().stream(hi(thinking="show"), fake_anthropic.credentials()))
+    assert out.error is None
+    assert out.thinking == "Two plus two: add them."
+    assert len(out.thinking_deltas) > 1
+    assert out.text == "It is 4."
+    assert out.done is not None and out.done.finish_reason == "stop"
+
+
+async def test_top_p_and_stop_sequences_are_sent(fake_anthropic: FakeAnthropic) -> None:
+    await collect(claude().stream(hi(top_p=0.9, stop=("END",)), fake_anthropic.credentials()))
+    sent = fake_anthropic.chat_requests[0].json
+    assert (sent["top_p"], sent["stop_sequences"]) == (0.9, ["END"])
+
+
+async def test_top_p_and_stop_sequences_are_omitted_when_unset(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    await collect(claude().stream(hi(), fake_anthropic.credentials()))
+    assert not {"top_p", "stop_sequences", "thinking"} & fake_anthropic.chat_requests[0].json.keys()
+
+
+@pytest.mark.parametrize("max_tokens", [None, 1, 200, 1024, 1025, 2048, 2049, 5000, 64000])
+async def test_show_thinking_enables_it_with_a_budget_the_api_accepts(
+    fake_anthropic: FakeAnthropic, max_tokens: int | None
+) -> None:
+    request = hi(thinking="show", max_tokens=max_tokens, temperature=0.5, top_p=0.9)
+    out = await collect(claude().stream(request, fake_anthropic.credentials()))
+    assert out.error is None
+    sent = fake_anthropic.chat_requests[0].json
+    budget = sent["thinking"]["budget_tokens"]
+    assert sent["thinking"]["type"] == "enabled"
+    assert 1024 <= budget < sent["max_tokens"]
+    assert sent["max_tokens"] >= (max_tokens or 4096)  # never less room than asked for
+    # The API refuses sampling settings alongside thinking.
+    assert not {"temperature", "top_p"} & sent.keys()
+
+
+@pytest.mark.parametrize("mode", ["auto", "skip"])
+async def test_auto_and_skip_leave_thinking_off(fake_anthropic: FakeAnthropic, mode: str) -> None:
+    await collect(claude().stream(hi(thinking=mode, temperature=0.5), fake_anthropic.credentials()))
+    sent = fake_anthropic.chat_requests[0].json
+    assert "thinking" not in sent
+    assert sent["temperature"] == 0.5
+
+
+async def test_keep_alive_is_refused_without_a_call(fake_anthropic: FakeAnthropic) -> None:
+    ping = await claude().keep_alive(fake_anthropic.credentials(), "claude-sonnet-4-5", 30)
+    assert not ping.ok
+    assert "Keep-alive is for local servers" in ping.detail
+    assert fake_anthropic.requests == []

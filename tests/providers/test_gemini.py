@@ -123,3 +123,68 @@ async def test_no_key_is_refused_before_calling(fake_gemini: FakeGemini) -> None
     out = await collect(gemini().stream(ask("gemini-2.0-flash"), c))
     assert isinstance(out.error, AuthFailed)
     assert fake_gemini.requests == []
+
+
+# --- thinking, sampling settings and the end of a stream --------------------------
+
+
+def hi(**settings: object) -> ChatRequest:
+    return ChatRequest(model="gemini-2.5-flash", messages=(ChatMessage("user", "Hi"),), **settings)  # type: ignore[arg-type]
+
+
+async def test_thought_parts_arrive_as_thinking_never_as_text(fake_gemini: FakeGemini) -> None:
+    fake_gemini.reply("It is 4.", thinking="Two plus two: add them.")
+    out = await collect(gemini().stream(hi(thinking="show"), fake_gemini.credentials()))
+    assert out.error is None
+    assert out.thinking == "Two plus two: add them."
+    assert len(out.thinking_deltas) > 1
+    assert out.text == "It is 4."
+
+
+async def test_top_p_and_stop_sequences_are_sent(fake_gemini: FakeGemini) -> None:
+    await collect(gemini().stream(hi(top_p=0.9, stop=("END", "\n\n")), fake_gemini.credentials()))
+    config = fake_gemini.chat_requests[0].json["generationConfig"]
+    assert config == {"topP": 0.9, "stopSequences": ["END", "\n\n"]}
+
+
+@pytest.mark.parametrize(
+    ("mode", "config"),
+    [
+        ("auto", None),
+        ("show", {"thinkingConfig": {"includeThoughts": True}}),
+        ("skip", {"thinkingConfig": {"thinkingBudget": 0}}),
+    ],
+)
+async def test_thinking_show_and_skip(
+    fake_gemini: FakeGemini, mode: str, config: dict[str, object] | None
+) -> None:
+    await collect(gemini().stream(hi(thinking=mode), fake_gemini.credentials()))
+    assert fake_gemini.chat_requests[0].json.get("generationConfig") == config
+
+
+async def test_finish_reason_null_on_every_chunk_still_gives_the_whole_reply(
+    fake_gemini: FakeGemini,
+) -> None:
+    # LiteLLM's Gemini endpoint: "finishReason": null until the last chunk.
+    fake_gemini.scenario("finish_reason_null", "The whole reply arrives.", usage=(7, 6))
+    out = await collect(gemini().stream(hi(), fake_gemini.credentials()))
+    assert out.error is None
+    assert out.text == "The whole reply arrives."
+    assert len(out.deltas) > 1
+    assert out.usage is not None and (out.usage.input_tokens, out.usage.output_tokens) == (7, 6)
+    assert out.done is not None and out.done.finish_reason == "stop"
+
+
+async def test_the_final_chunk_still_ends_a_stream_held_open(fake_gemini: FakeGemini) -> None:
+    # A server that keeps the body open after the last chunk: the finishReason ends it.
+    fake_gemini.scenario("hold_open", "Done here.", null_finish=True)
+    out = await collect(gemini().stream(hi(), fake_gemini.credentials()))
+    assert out.text == "Done here."
+    assert out.done is not None
+
+
+async def test_keep_alive_is_refused_without_a_call(fake_gemini: FakeGemini) -> None:
+    ping = await gemini().keep_alive(fake_gemini.credentials(), "gemini-2.0-flash", 30)
+    assert not ping.ok
+    assert "Keep-alive is for local servers" in ping.detail
+    assert fake_gemini.requests == []

@@ -237,3 +237,56 @@ async def test_a_request_given_up_while_waiting_leaves_the_queue(provider: Local
     assert isinstance((await running)[-1], Done)
     after = await asyncio.wait_for(collect(provider, ask("Name a bird.", 4)), timeout=60)
     assert isinstance(after[-1], Done)
+
+
+# --- sampling settings and thinking -------------------------------------------------
+
+
+def greedy(text: str, max_tokens: int = 12, **settings: object) -> ChatRequest:
+    return ChatRequest(
+        model="",
+        messages=(ChatMessage("user", text),),
+        max_tokens=max_tokens,
+        **{"temperature": 0.0, **settings},  # type: ignore[arg-type]
+    )
+
+
+async def replies(provider: LocalProvider, request: ChatRequest, times: int) -> list[str]:
+    """`times` replies after a first, unused one: llama.cpp reuses the prompt it has
+    evaluated, and greedy decoding is repeatable only from the same cache state."""
+    await collect(provider, request)
+    return [text_of(await collect(provider, request)) for _ in range(times)]
+
+
+async def test_a_stop_sequence_ends_the_reply_where_it_would_appear(
+    provider: LocalProvider,
+) -> None:
+    (reference,) = await replies(provider, greedy("Count from one to twenty in words."), 1)
+    middle = len(reference) // 2
+    stop = reference[middle : middle + 3]
+    assert stop.strip(), reference  # a visible piece of the reply to stop at
+
+    events = await collect(provider, greedy("Count from one to twenty in words.", stop=(stop,)))
+    assert text_of(events) == reference[: reference.index(stop)]
+    assert events[-1] == Done(finish_reason="stop")
+
+
+async def test_top_p_reaches_the_sampler(provider: LocalProvider) -> None:
+    # A top_p that keeps only the likeliest token makes a hot sampler repeat itself.
+    hot = await replies(provider, greedy("Name three colours.", temperature=1.5), 3)
+    narrowed = greedy("Name three colours.", temperature=1.5, top_p=1e-9)
+    repeated = await replies(provider, narrowed, 3)
+    assert len(set(repeated)) == 1
+    assert len(set(hot)) > 1  # what the same sampler does with llama.cpp's own top_p
+
+
+async def test_skip_thinking_adds_qwen3s_no_think_to_the_system_prompt(
+    provider: LocalProvider,
+) -> None:
+    asked = await collect(provider, greedy("Hi.", 2, system="Be brief."))
+    skipped = await collect(provider, greedy("Hi.", 2, system="Be brief.", thinking="skip"))
+    model = await provider.model()
+    extra = len(model.llama.tokenize(b" /no_think", add_bos=False, special=True))
+    asked_usage, skipped_usage = asked[-2], skipped[-2]
+    assert isinstance(asked_usage, Usage) and isinstance(skipped_usage, Usage)
+    assert skipped_usage.input_tokens - asked_usage.input_tokens in (extra - 1, extra, extra + 1)
