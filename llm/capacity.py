@@ -456,6 +456,12 @@ class _Shared:
                 pause = POLL_SECONDS if soonest < 0 else min(POLL_SECONDS, soonest + 0.005)
                 with suppress(TimeoutError):
                     await asyncio.wait_for(gate.wake.wait(), pause)
+        except Exception as exc:  # a bug here: fail the waiters rather than strand them
+            log.exception("the capacity queue of %s failed", gate.key)
+            for waiter in gate.waiters.values():
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+            raise
         finally:
             gate.pump = None
             if not gate.waiters and not gate.leaving and self.gates.get(gate.key) is gate:
