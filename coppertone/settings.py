@@ -259,6 +259,12 @@ LLM_DEFAULT_MONTHLY_BUDGET: str = env.str("LLM_DEFAULT_MONTHLY_BUDGET", default=
 LLM_UNWATCHED_REPLY_SECONDS: float | None = env.float("LLM_UNWATCHED_REPLY_SECONDS", default=None)
 # On shutdown (SIGTERM), how long running replies may take to end before they are stopped.
 LLM_SHUTDOWN_GRACE_SECONDS: float = env.float("LLM_SHUTDOWN_GRACE_SECONDS", default=10.0)
+# Circuit breakers (llm/breakers.py): consecutive failures that open one, and how long
+# it stays open before one turn probes it (longer when the provider sends Retry-After).
+LLM_BREAKER_FAILURES: int = env.int("LLM_BREAKER_FAILURES", default=3)
+LLM_BREAKER_COOLDOWN_SECONDS: float = env.float("LLM_BREAKER_COOLDOWN_SECONDS", default=30.0)
+# How long a reply stays in a person's opt-in reply cache (llm/reply_cache.py).
+LLM_REPLY_CACHE_SECONDS: int = env.int("LLM_REPLY_CACHE_SECONDS", default=86400)
 LOCAL_MODEL_PATH: str = env.str("LOCAL_MODEL_PATH", default="")
 LOCAL_MODEL_THREADS: int = env.int("LOCAL_MODEL_THREADS", default=0)
 LOCAL_MODEL_CONTEXT: int = env.int("LOCAL_MODEL_CONTEXT", default=2048)

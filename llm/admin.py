@@ -5,7 +5,15 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from llm.models import Conversation, DailyUsage, Message, ModelPrice, ProviderConfig
+from llm.models import (
+    Conversation,
+    DailyUsage,
+    FallbackEntry,
+    Message,
+    ModelPrice,
+    ProviderConfig,
+    Upstream,
+)
 
 
 @admin.register(ProviderConfig)
@@ -15,7 +23,18 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     search_fields = ("user__username", "model")
     # The key itself is never shown: only the last 4 characters, read-only.
-    readonly_fields = ("key_hint", "last_verified_at", "last_error", "created_at", "updated_at")
+    readonly_fields = (
+        "key_hint",
+        "last_verified_at",
+        "last_error",
+        "failures",
+        "open_until",
+        "failure",
+        "keep_alive_at",
+        "keep_alive_result",
+        "created_at",
+        "updated_at",
+    )
     exclude = ("encrypted_key", "key_id")
     # Where a key is sent and whose it is belong to the key (llm/crypto.py): staff can
     # never redirect a person's key, only the person, by entering it again.
@@ -94,3 +113,18 @@ class DailyUsageAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     search_fields = ("user__username", "model")
     date_hierarchy = "day"
+
+
+@admin.register(FallbackEntry)
+class FallbackEntryAdmin(admin.ModelAdmin):
+    list_display = ("user", "position", "provider", "model")
+    list_select_related = ("user",)
+    search_fields = ("user__username",)
+
+
+@admin.register(Upstream)
+class UpstreamAdmin(admin.ModelAdmin):
+    """The servers' circuit breakers (llm/breakers.py); clear `open until` to close one."""
+
+    list_display = ("address", "failures", "open_until", "updated_at")
+    readonly_fields = ("address", "failure", "updated_at")

@@ -23,7 +23,15 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from llm import replies
-from llm.events import Event, TextDelta, TurnError, TurnFinished, TurnStarted
+from llm.events import (
+    Event,
+    TextDelta,
+    ThinkingDelta,
+    TurnError,
+    TurnFinished,
+    TurnStarted,
+    TurnWaiting,
+)
 from llm.turns import Turn, run_turn
 
 log = logging.getLogger(__name__)
@@ -48,10 +56,24 @@ def start_frame(seq: int, event: TurnStarted) -> str:
     return json.dumps({"type": "start", "seq": seq, **event.as_dict()})
 
 
+def thinking_frame(message_id: int, seq: int, event: ThinkingDelta) -> str:
+    return json.dumps(
+        {"type": "thinking", "message_id": message_id, "seq": seq, "text": event.text}
+    )
+
+
+def waiting_frame(message_id: int, seq: int, event: TurnWaiting) -> str:
+    return json.dumps(
+        {"type": "waiting", "message_id": message_id, "seq": seq, "ahead": event.ahead}
+    )
+
+
 def finished_frame(seq: int, result: TurnFinished) -> str:
     """`done` for a complete or stopped reply; `error` (with the message id) for a failed one."""
     if result.status == "error":
-        return error_frame(result.failure(), message_id=result.message_id, seq=seq)
+        frame = json.loads(error_frame(result.failure(), message_id=result.message_id, seq=seq))
+        frame["attempts"] = [attempt.as_dict() for attempt in result.attempts]
+        return json.dumps(frame)
     return json.dumps(
         {
             "type": "done",
@@ -66,6 +88,11 @@ def finished_frame(seq: int, result: TurnFinished) -> str:
             "cost": str(result.cost),
             "ttft_ms": None if result.ttft_ms is None else round(result.ttft_ms),
             "latency_ms": round(result.latency_ms),
+            "thinking": result.thinking,
+            "thinking_ms": None if result.thinking_ms is None else round(result.thinking_ms),
+            "answered_by": {"provider": result.provider, "model": result.model},
+            "attempts": [attempt.as_dict() for attempt in result.attempts],
+            "cached": result.cached,
         }
     )
 
@@ -238,8 +265,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             async for seq, event in items:
                 if type(event) is TextDelta:
                     await send(f'{head}{seq},"text":{json.dumps(event.text)}}}')
+                elif type(event) is ThinkingDelta:
+                    await send(thinking_frame(message_id, seq, event))
                 elif isinstance(event, TurnStarted):
                     await send(start_frame(seq, event))
+                elif isinstance(event, TurnWaiting):
+                    await send(waiting_frame(message_id, seq, event))
                 elif isinstance(event, TurnFinished):
                     await send(finished_frame(seq, event))
         except OSError:

@@ -1,9 +1,11 @@
 """What a reply is made of, for every transport: its events and its one error type.
 
-A reply's log is `TurnStarted`, `TextDelta`…, then `TurnFinished` (complete, stopped
-or failed). A turn refused before it starts raises `TurnError` and has no log. Every
-transport builds its error body from `TurnError.as_dict()`, so the words and the
-fields are the same on the WebSocket, HTTP, SSE and MQTT (docs/api.md).
+A reply's log is `TurnStarted`, then `TurnWaiting` while it is queued for a capped
+server, `ThinkingDelta`… (a reasoning model's thinking) and `TextDelta`… as they come,
+then `TurnFinished` (complete, stopped or failed). A turn refused before it starts
+raises `TurnError` and has no log. Every transport builds its error body from
+`TurnError.as_dict()`, so the words and the fields are the same on the WebSocket,
+HTTP, SSE and MQTT (docs/api.md).
 """
 
 from __future__ import annotations
@@ -12,9 +14,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Self
 
-from llm.providers.base import ProviderError, TextDelta
+from llm.providers.base import ProviderError, TextDelta, ThinkingDelta
 
-__all__ = ["Event", "TextDelta", "TurnError", "TurnFinished", "TurnStarted"]
+__all__ = [
+    "Event",
+    "TextDelta",
+    "ThinkingDelta",
+    "TurnError",
+    "TurnFinished",
+    "TurnStarted",
+    "TurnWaiting",
+]
 
 INTERNAL_MESSAGE = "Something went wrong on our side; your message is kept. Try again."
 
@@ -78,6 +88,41 @@ class TurnStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnWaiting:
+    """The reply is queued for a server at its concurrency cap: `ahead` will go first."""
+
+    ahead: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A provider asked before the one that answered, and why it did not."""
+
+    provider: str
+    model: str
+    error: TurnError
+    ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "error": self.error.as_dict(),
+            "ms": round(self.ms, 1),
+        }
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> Attempt:
+        error = body.get("error") or {}
+        return cls(
+            body.get("provider", ""),
+            body.get("model", ""),
+            TurnError(error.get("code", "provider_error"), error.get("message", "")),
+            float(body.get("ms") or 0.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFinished:
     conversation_id: int
     message_id: int
@@ -93,6 +138,10 @@ class TurnFinished:
     latency_ms: float
     error: TurnError | None  # when status == "error"
     finish_reason: str = "stop"  # the provider's: "stop", "length", ...
+    thinking: str = ""  # a reasoning model's thinking, apart from the answer
+    thinking_ms: float | None = None
+    attempts: tuple[Attempt, ...] = ()  # fallbacks: who failed before `provider` answered
+    cached: bool = False  # played back from the person's reply cache
 
     def as_dict(self) -> dict[str, Any]:
         """The chat response body of docs/api.md (`error` only on a failed reply)."""
@@ -107,6 +156,11 @@ class TurnFinished:
             "cost": str(self.cost),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
             "latency_ms": round(self.latency_ms, 1),
+            "thinking": self.thinking,
+            "thinking_ms": None if self.thinking_ms is None else round(self.thinking_ms, 1),
+            "answered_by": {"provider": self.provider, "model": self.model},
+            "attempts": [attempt.as_dict() for attempt in self.attempts],
+            "cached": self.cached,
         }
         if self.error is not None:
             body["error"] = self.error.as_dict()
@@ -117,4 +171,4 @@ class TurnFinished:
         return self.error or TurnError("provider_error", "The reply failed.")
 
 
-Event = TurnStarted | TextDelta | TurnFinished
+Event = TurnStarted | TurnWaiting | ThinkingDelta | TextDelta | TurnFinished

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from llm import crypto
 from llm.providers import registry
@@ -12,6 +14,7 @@ from llm.providers.base import Credentials, Provider, ProviderOptions
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 1024
+TIMEOUT_FIELDS = ("connect_timeout", "first_byte_timeout", "idle_timeout")
 
 
 def provider_options() -> ProviderOptions:
@@ -161,8 +164,28 @@ class ProviderConfig(models.Model):
             api_key=self.api_key(), base_url=self.effective_base_url, api_version=self.api_version
         )
 
+    def failing_label(self) -> str:
+        """ "failing, retrying at 14:05" while this configuration's breaker is open, else ""."""
+        if self.open_until is None or self.open_until <= timezone.now():
+            return ""
+        return f"failing, retrying at {timezone.localtime(self.open_until):%H:%M}"
+
+    def options(self) -> ProviderOptions:
+        """The operator's options with this configuration's own timeouts, where set."""
+        options = provider_options()
+        mine = {name: getattr(self, name) for name in TIMEOUT_FIELDS}
+        mine = {name: value for name, value in mine.items() if value is not None}
+        return dataclasses.replace(options, **mine) if mine else options
+
+    @property
+    def concurrency(self) -> int:
+        """Replies at once to this server across everyone (0: no cap)."""
+        if self.max_concurrent is not None:
+            return self.max_concurrent
+        return registry.spec(self.kind).default_max_concurrent
+
     def provider(self) -> Provider:
-        return registry.create(self.kind, provider_options())
+        return registry.create(self.kind, self.options())
 
 
 class Conversation(models.Model):

@@ -31,7 +31,7 @@ from django.conf import settings
 
 from accounts.models import User
 from llm import replies, trips
-from llm.events import TextDelta, TurnError, TurnFinished
+from llm.events import TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnWaiting
 from llm.turns import run_turn
 
 log = logging.getLogger(__name__)
@@ -358,6 +358,10 @@ class Bridge:
                 async for _seq, event in reply.follow():
                     if type(event) is TextDelta:
                         await self.publish(route, {**base, "type": "delta", "text": event.text})
+                    elif type(event) is ThinkingDelta:
+                        await self.publish(route, {**base, "type": "thinking", "text": event.text})
+                    elif isinstance(event, TurnWaiting):
+                        await self.publish(route, {**base, "type": "waiting", "ahead": event.ahead})
                     elif isinstance(event, TurnFinished):
                         # A provider failure ends as an error frame that still carries
                         # the text that came, like the WebSocket's.

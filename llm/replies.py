@@ -33,7 +33,7 @@ from django.conf import settings
 
 from accounts.models import User
 from llm import reply_log, trips, turn_sql
-from llm.events import Event, TextDelta, TurnError, TurnFinished, TurnStarted
+from llm.events import Event, TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import Message
 from llm.turn_trips import stored_reply
 from llm.turns import Turn
@@ -138,20 +138,26 @@ class Reply:
 
 
 def coalesce(first_seq: int, events: list[Event]) -> list[Item]:
-    """Number `events` from `first_seq`, joining each run of deltas into one."""
+    """Number `events` from `first_seq`, joining each run of deltas (answer or thinking)
+    into one with the seq of its last."""
     items: list[Item] = []
     texts: list[str] = []
+    run: type[TextDelta] | type[ThinkingDelta] = TextDelta
     seq = first_seq - 1
     for seq, event in enumerate(events, first_seq):  # noqa: B007 (seq is used after)
-        if type(event) is TextDelta:
+        if isinstance(event, TextDelta | ThinkingDelta):
+            if texts and type(event) is not run:
+                items.append((seq - 1, run("".join(texts))))
+                texts = []
+            run = type(event)
             texts.append(event.text)
             continue
         if texts:
-            items.append((seq - 1, TextDelta("".join(texts))))
+            items.append((seq - 1, run("".join(texts))))
             texts = []
         items.append((seq, event))
     if texts:
-        items.append((seq, TextDelta(texts[0] if len(texts) == 1 else "".join(texts))))
+        items.append((seq, run(texts[0] if len(texts) == 1 else "".join(texts))))
     return items
 
 

@@ -25,7 +25,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from llm.events import Event, TextDelta, TurnError, TurnFinished, TurnStarted
+from llm.events import (
+    Attempt,
+    Event,
+    TextDelta,
+    ThinkingDelta,
+    TurnError,
+    TurnFinished,
+    TurnStarted,
+    TurnWaiting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,10 @@ def encode(first_seq: int, events: Sequence[Event]) -> str:
     for seq, event in enumerate(events, first_seq):
         if type(event) is TextDelta:
             rows.append([seq, "d", event.text])
+        elif type(event) is ThinkingDelta:
+            rows.append([seq, "t", event.text])
+        elif isinstance(event, TurnWaiting):
+            rows.append([seq, "w", event.ahead])
         elif isinstance(event, TurnStarted):
             rows.append(
                 [
@@ -80,6 +93,7 @@ def encode(first_seq: int, events: Sequence[Event]) -> str:
             body["finish_reason"] = event.finish_reason
             body["ttft_ms"] = event.ttft_ms
             body["latency_ms"] = event.latency_ms
+            body["thinking_ms"] = event.thinking_ms
             rows.append([seq, "f", body])
     return json.dumps(rows, separators=(",", ":"))
 
@@ -103,6 +117,10 @@ def _finished(body: dict[str, Any]) -> TurnFinished:
         if error
         else None,
         finish_reason=body["finish_reason"],
+        thinking=body.get("thinking", ""),
+        thinking_ms=body.get("thinking_ms"),
+        attempts=tuple(Attempt.from_dict(a) for a in body.get("attempts") or ()),
+        cached=bool(body.get("cached")),
     )
 
 
@@ -111,6 +129,10 @@ def decode(data: str | bytes) -> list[tuple[int, Event]]:
     for seq, kind, value in json.loads(data):
         if kind == "d":
             events.append((seq, TextDelta(value)))
+        elif kind == "t":
+            events.append((seq, ThinkingDelta(value)))
+        elif kind == "w":
+            events.append((seq, TurnWaiting(value)))
         elif kind == "s":
             events.append((seq, TurnStarted(*value)))
         elif kind == "f":

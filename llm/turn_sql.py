@@ -11,6 +11,7 @@ would have written. Everything here runs inside the engine's worker-thread trips
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,7 +42,9 @@ def _money(amount: Decimal) -> Any:
 # The columns a turn reads from the person's settings for a provider.
 CONFIG_FIELDS = (
     "id", "user_id", "kind", "encrypted_key", "key_id", "key_hint", "base_url", "api_version",
-    "model", "temperature", "max_tokens", "system_prompt", "enabled",
+    "model", "temperature", "max_tokens", "system_prompt", "enabled", "top_p", "stop",
+    "thinking", "connect_timeout", "first_byte_timeout", "idle_timeout", "max_concurrent",
+    "cache_replies", "failures", "open_until", "failure",
 )  # fmt: skip
 
 
@@ -75,9 +78,21 @@ def standing(user_id: int, kind: str, live_since: dt.datetime) -> Standing:
     active, streaming, values = bool(row[0]), int(row[1]), row[2:]
     if values[0] is None:  # no settings for this kind
         return Standing(active, streaming, None)
-    config = ProviderConfig(**dict(zip(CONFIG_FIELDS, values, strict=True)))
-    config.enabled = bool(config.enabled)  # SQLite hands back 0 or 1
-    return Standing(active, streaming, config)
+    fields = dict(zip(CONFIG_FIELDS, values, strict=True))
+    # Raw rows come as the driver gives them (SQLite: 0/1, JSON text, naive UTC times).
+    fields["enabled"], fields["cache_replies"] = (
+        bool(fields["enabled"]),
+        bool(fields["cache_replies"]),
+    )
+    if isinstance(fields["stop"], str):
+        fields["stop"] = json.loads(fields["stop"])
+    until = fields["open_until"]
+    if isinstance(until, str):
+        until = dt.datetime.fromisoformat(until)
+    if until is not None and timezone.is_naive(until):
+        until = until.replace(tzinfo=dt.UTC)
+    fields["open_until"] = until
+    return Standing(active, streaming, ProviderConfig(**fields))
 
 
 def insert_conversation(user_id: int, title: str, external_key: str, now: dt.datetime) -> int:
@@ -132,12 +147,16 @@ def insert_exchange(
 def store_reply(reply: TurnFinished, user_message_id: int, *, seq: int, now: dt.datetime) -> None:
     """Write how the reply ended onto its row (and link it to its question)."""
     error = reply.error
+    attempts = Message._meta.get_field("attempts").get_db_prep_value(
+        [attempt.as_dict() for attempt in reply.attempts], connection
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_table(Message)} SET content = %s, status = %s, input_tokens = %s, "
             "output_tokens = %s, cost = %s, ttft_ms = %s, latency_ms = %s, error_code = %s, "
-            "error_message = %s, reply_to_id = %s, seq = %s, reserved_cost = 0, updated_at = %s "
-            "WHERE id = %s",
+            "error_message = %s, reply_to_id = %s, seq = %s, reserved_cost = 0, updated_at = %s, "
+            "provider = %s, model = %s, thinking = %s, thinking_ms = %s, attempts = %s, "
+            "cached = %s WHERE id = %s",
             [
                 reply.content,
                 reply.status,
@@ -151,16 +170,22 @@ def store_reply(reply: TurnFinished, user_message_id: int, *, seq: int, now: dt.
                 user_message_id,
                 seq,
                 _stamp(now),
+                reply.provider,
+                reply.model,
+                reply.thinking,
+                reply.thinking_ms,
+                attempts,
+                reply.cached,
                 reply.message_id,
             ],
         )
 
 
-def write_progress(message_id: int, content: str, seq: int) -> None:
-    """The text so far, as of event `seq`; only while still streaming, so that a late
-    write never undoes the finish."""
+def write_progress(message_id: int, content: str, thinking: str, seq: int) -> None:
+    """The text (and thinking) so far, as of event `seq`; only while still streaming, so
+    that a late write never undoes the finish."""
     Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content, seq=seq, updated_at=timezone.now()
+        content=content, thinking=thinking, seq=seq, updated_at=timezone.now()
     )
 
 

@@ -13,6 +13,7 @@ The SQL of the writes is in llm/turn_sql.py.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -27,9 +28,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from llm import limits, pricing, render, trips, turn_sql
-from llm.events import TurnError, TurnFinished, TurnStarted
-from llm.models import DEFAULT_MAX_TOKENS, Conversation, Message, ProviderConfig
+from llm import breakers, limits, pricing, render, trips, turn_sql
+from llm.events import Attempt, TurnError, TurnFinished, TurnStarted
+from llm.models import DEFAULT_MAX_TOKENS, Conversation, FallbackEntry, Message, ProviderConfig
 from llm.providers import registry
 from llm.providers.base import ChatMessage, ChatRequest, Usage
 
@@ -68,20 +69,55 @@ class Ask:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """What the start trip decided: where the reply goes and what the provider is sent."""
+class Target:
+    """One provider a turn may ask: its first choice, or a step of the fallback chain."""
 
-    conversation_id: int
-    user_message_id: int
-    message_id: int
     kind: str
     model: str
     config: ProviderConfig | None
     request: ChatRequest
+    server: str  # scheme://host:port, for the server's breaker ("" for the embedded model)
+    blocked: breakers.Open | None = None  # a breaker is open: do not call, say until when
+
+    @property
+    def label(self) -> str:
+        return registry.spec(self.kind).label
+
+    @property
+    def shared(self) -> bool:
+        """Whether the server is one for every worker (the embedded model is per process)."""
+        return registry.spec(self.kind).has_base_url
+
+    @property
+    def slot_key(self) -> str:
+        """What the concurrency cap counts: the base URL (the embedded model: this process)."""
+        if self.config is None or not self.shared:
+            return self.kind
+        return self.config.effective_base_url.strip().rstrip("/") or self.kind
+
+    @property
+    def concurrency(self) -> int:
+        if self.config is None:
+            return registry.spec(self.kind).default_max_concurrent
+        return self.config.concurrency
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the start trip decided: where the reply goes and whom it asks first."""
+
+    conversation_id: int
+    user_message_id: int
+    message_id: int
+    first: Target
 
     def started(self) -> TurnStarted:
         return TurnStarted(
-            self.conversation_id, self.message_id, self.user_message_id, self.kind, self.model
+            self.conversation_id,
+            self.message_id,
+            self.user_message_id,
+            self.first.kind,
+            self.first.model,
         )
 
 
@@ -105,6 +141,11 @@ class Outcome:
     latency_ms: float
     finish_reason: str
     seq: int  # the reply's last event, the one this finish produces
+    answered: Target  # who answered (or failed last)
+    thinking: str = ""
+    thinking_ms: float | None = None
+    attempts: tuple[Attempt, ...] = ()
+    cached: bool = False
 
 
 def estimate_tokens(text: str) -> int:
@@ -236,7 +277,7 @@ def _start_once(ask: Ask) -> Plan | Replay:
                 )
 
         request = _request(ask, model, config, rows)
-        reserve = _most_cost(ask, request, config, now)
+        reserve = _most_cost(ask, request, now)
         try:
             limits.check_budget(
                 ask.user, timezone.localdate(now), reserve=reserve, live_since=now - _live_window()
@@ -246,20 +287,21 @@ def _start_once(ask: Ask) -> Plan | Replay:
         asked, answer = turn_sql.insert_exchange(
             conversation_id, ask.text, ask.client_message_id, ask.kind, model, now, reserve
         )
+    first = _target(ask.kind, model, config, request)
     return Plan(
         conversation_id=conversation_id,
         user_message_id=asked,
         message_id=answer,
-        kind=ask.kind,
-        model=model,
-        config=config,
-        request=request,
+        first=dataclasses.replace(first, blocked=breakers.gate(config, first.server, now)),
     )
 
 
-def _most_cost(
-    ask: Ask, request: ChatRequest, config: ProviderConfig | None, now: dt.datetime
-) -> Decimal:
+def _target(kind: str, model: str, config: ProviderConfig | None, request: ChatRequest) -> Target:
+    server = breakers.address(config.effective_base_url) if config is not None else ""
+    return Target(kind, model, config, request, server)
+
+
+def _most_cost(ask: Ask, request: ChatRequest, now: dt.datetime) -> Decimal:
     """What the reply may cost at most, held against a budget while it streams."""
     if ask.user.budget() is None:
         return Decimal(0)
@@ -271,6 +313,54 @@ def _most_cost(
     prompt = 2 * estimate + 16 * (len(request.messages) + 1)
     longest = request.max_tokens or DEFAULT_MAX_TOKENS
     return pricing.most(ask.kind, request.model, timezone.localdate(now), prompt, longest)
+
+
+# --- the fallback chain ----------------------------------------------------------------
+
+
+def fallbacks(ask: Ask, plan: Plan) -> list[Target | Attempt]:
+    """The person's "if it fails" chain after the first choice: a Target for each step
+    that can be asked, an Attempt (with why) for each that cannot. Only their own keys."""
+    entries = list(
+        FallbackEntry.objects.filter(user_id=ask.user.pk).values_list("provider", "model")
+    )
+    if not entries:
+        return []
+    configs = {
+        c.kind: c
+        for c in ProviderConfig.objects.filter(
+            user_id=ask.user.pk, kind__in={kind for kind, _ in entries}
+        )
+    }
+    tried = {(plan.first.kind, plan.first.model)}
+    steps: list[Target | Attempt] = []
+    for kind, named in entries:
+        if kind not in registry.PROVIDERS:
+            continue
+        config = configs.get(kind)
+        model = named or (config.effective_model if config else registry.spec(kind).default_model)
+        if (kind, model) in tried:
+            continue
+        tried.add((kind, model))
+        try:
+            _check_configured(kind, config)
+        except TurnError as refused:
+            steps.append(Attempt(kind, model, refused, 0.0))
+            continue
+        request = _request_for(ask, plan.first.request, model, config)
+        steps.append(_target(kind, model, config, request))
+    return steps
+
+
+def gate(target: Target) -> Target:
+    """The target with its breakers checked now (a probe claimed if one is due)."""
+    return dataclasses.replace(
+        target, blocked=breakers.gate(target.config, target.server, timezone.now())
+    )
+
+
+def failed(target: Target, error: TurnError) -> None:
+    breakers.failed(target.config, target.server, error, timezone.now())
 
 
 def _check_configured(kind: str, config: ProviderConfig | None) -> None:
@@ -360,6 +450,10 @@ def stored_reply(message: Message, *, render_html: bool = True) -> TurnFinished:
         ttft_ms=message.ttft_ms,
         latency_ms=message.latency_ms or 0.0,
         error=error,
+        thinking=message.thinking,
+        thinking_ms=message.thinking_ms,
+        attempts=tuple(Attempt.from_dict(a) for a in message.attempts or () if isinstance(a, dict)),
+        cached=message.cached,
     )
 
 
@@ -385,9 +479,17 @@ def _request(
         earlier.append(ChatMessage(role=role, content=content))
     earlier.reverse()
     earlier.append(ChatMessage(role="user", content=ask.text))
+    return _request_for(ask, ChatRequest(model=model, messages=tuple(earlier)), model, config)
+
+
+def _request_for(
+    ask: Ask, asked: ChatRequest, model: str, config: ProviderConfig | None
+) -> ChatRequest:
+    """`asked`'s messages for `model`, with what the caller set or else `config`'s settings."""
+    system = ask.system if ask.system is not None else (config.system_prompt if config else "")
     return ChatRequest(
         model=model,
-        messages=tuple(earlier),
+        messages=asked.messages,
         system=system,
         temperature=ask.temperature
         if ask.temperature is not None
@@ -395,6 +497,9 @@ def _request(
         max_tokens=ask.max_tokens
         if ask.max_tokens is not None
         else (config.max_tokens if config else None),
+        top_p=config.top_p if config else None,
+        stop=tuple(config.stop or ()) if config else (),
+        thinking=config.thinking if config else "auto",
     )
 
 
@@ -402,17 +507,20 @@ def _request(
 
 
 def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
-    if outcome.usage is not None:
+    answered = outcome.answered
+    if outcome.cached:
+        input_tokens = output_tokens = 0
+    elif outcome.usage is not None:
         input_tokens, output_tokens = outcome.usage.input_tokens, outcome.usage.output_tokens
     else:
-        request = plan.request
+        request = answered.request
         input_tokens = estimate_tokens(request.system) + sum(
             estimate_tokens(m.content) for m in request.messages
         )
         output_tokens = estimate_tokens(outcome.content) if outcome.content else 0
     now = timezone.now()
     day = timezone.localdate(now)
-    cost = pricing.cost(plan.kind, plan.model, day, input_tokens, output_tokens)
+    cost = pricing.cost(answered.kind, answered.model, day, input_tokens, output_tokens)
     html = render.to_html(outcome.content) if ask.render_html else ""
     finished = TurnFinished(
         conversation_id=plan.conversation_id,
@@ -420,8 +528,8 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
         status=outcome.status,
         content=outcome.content,
         html=html,
-        provider=plan.kind,
-        model=plan.model,
+        provider=answered.kind,
+        model=answered.model,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost=cost,
@@ -429,14 +537,21 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
         latency_ms=outcome.latency_ms,
         error=outcome.error,
         finish_reason=outcome.finish_reason,
+        thinking=outcome.thinking,
+        thinking_ms=outcome.thinking_ms,
+        attempts=outcome.attempts,
+        cached=outcome.cached,
     )
+    answered_upstream = not outcome.cached and outcome.status != ERROR
     with transaction.atomic():
         turn_sql.store_reply(finished, plan.user_message_id, seq=outcome.seq, now=now)
+        if answered_upstream and breakers.needs_reset(answered.config, answered.server):
+            breakers.succeeded(answered.config, answered.server)
         limits.record_usage(
             user_id=ask.user.pk,
             day=day,
-            provider=plan.kind,
-            model=plan.model,
+            provider=answered.kind,
+            model=answered.model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost=cost,
@@ -448,3 +563,6 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
 start_trip = trips.trip(start)
 finish_trip = trips.trip(finish)
 progress_trip = trips.trip(turn_sql.write_progress)
+fallbacks_trip = trips.trip(fallbacks)
+gate_trip = trips.trip(gate)
+failed_trip = trips.trip(failed)

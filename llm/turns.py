@@ -28,17 +28,38 @@ import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import OperationalError
 
 from accounts.models import User
-from llm import crypto
-from llm.events import Event, TextDelta, TurnError, TurnFinished
+from llm import capacity, crypto, reply_cache
+from llm.events import (
+    Attempt,
+    Event,
+    TextDelta,
+    ThinkingDelta,
+    TurnError,
+    TurnFinished,
+    TurnWaiting,
+)
 from llm.models import ProviderConfig, provider_options
 from llm.providers import registry
-from llm.providers.base import ChatMessage, Credentials, Done, ProviderError, Usage
+from llm.providers.base import (
+    AuthFailed,
+    ChatMessage,
+    ContextTooLong,
+    Credentials,
+    Done,
+    ProviderError,
+    RateLimited,
+    TimedOut,
+    Unavailable,
+    Usage,
+)
+from llm.providers.base import Event as ProviderEvent
 from llm.turn_trips import (
     COMPLETE,
     ERROR,
@@ -48,7 +69,11 @@ from llm.turn_trips import (
     Outcome,
     Plan,
     Replay,
+    Target,
+    failed_trip,
+    fallbacks_trip,
     finish_trip,
+    gate_trip,
     progress_trip,
     start_trip,
 )
@@ -106,15 +131,42 @@ class _KeyUnreadable(ProviderError):
 class _Stream:
     """What has come of the provider's stream so far."""
 
-    __slots__ = ("finish_reason", "parts", "started_at", "ttft_ms", "upstream", "usage")
+    __slots__ = (
+        "answered",
+        "attempts",
+        "cache_key",
+        "cached",
+        "finish_reason",
+        "parts",
+        "started_at",
+        "target",
+        "thinking",
+        "thinking_from",
+        "thinking_ms",
+        "ttft_ms",
+        "upstream",
+        "usage",
+    )
 
     def __init__(self, started_at: float) -> None:
         self.started_at = started_at
         self.parts: list[str] = []
+        self.thinking: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason = "stop"
         self.ttft_ms: float | None = None
+        self.thinking_from: float | None = None
+        self.thinking_ms: float | None = None
         self.upstream: AsyncIterator[Any] | None = None
+        self.answered = False  # a token came: no fallback from here on
+        self.target: Target | None = None
+        self.attempts: list[Attempt] = []
+        self.cached = False
+        self.cache_key = ""
+
+    def mark_first(self) -> None:
+        self.answered = True
+        self.ttft_ms = (time.monotonic() - self.started_at) * 1000
 
 
 class Turn:
@@ -152,6 +204,7 @@ class Turn:
         self.result: TurnFinished | None = None
         self._events: AsyncGenerator[Event, None] | None = None
         self._progress: asyncio.Future[None] | None = None
+        self._message_id = 0
 
     def __aiter__(self) -> AsyncIterator[Event]:
         if self._events is not None:
@@ -251,29 +304,16 @@ class Turn:
             return
 
         plan = planned
+        self._message_id = plan.message_id
+        stream.target = plan.first
         status, error = COMPLETE, None
         try:
             yield self._next(plan.started())
-            provider = registry.create(plan.kind, provider_options())
-            stream.upstream = provider.stream(plan.request, self._credentials(plan.config))
-            parts = stream.parts
-            last_write = time.monotonic()
-            async for event in stream.upstream:
-                if type(event) is TextDelta:
-                    if stream.ttft_ms is None:
-                        stream.ttft_ms = (time.monotonic() - stream.started_at) * 1000
-                    parts.append(event.text)
-                    self.seq += 1
-                    yield event
-                    now = time.monotonic()
-                    if now - last_write >= PROGRESS_SECONDS:
-                        last_write = now
-                        self._schedule_progress(plan.message_id, parts)
-                elif isinstance(event, Usage):
-                    stream.usage = event
-                elif isinstance(event, Done):
-                    stream.finish_reason = event.finish_reason
-        except ProviderError as exc:
+            async for event in self._answer(ask, plan, stream):
+                yield event
+        except _Failed as failed:
+            status, error = ERROR, failed.error
+        except ProviderError as exc:  # after the first token: the reply stays whose it was
             status, error = ERROR, TurnError.from_provider(exc)
         except (asyncio.CancelledError, GeneratorExit):
             # Stop, or the runner shutting down: close upstream now, keep what came, go on.
@@ -289,10 +329,122 @@ class Turn:
         )
         yield result
 
-    def _schedule_progress(self, message_id: int, parts: list[str]) -> None:
+    async def _answer(self, ask: Ask, plan: Plan, stream: _Stream) -> AsyncGenerator[Event, None]:
+        """The first choice, then each step of the fallback chain, until one answers.
+
+        A step is skipped while its breaker is open, and left for the next when it fails
+        before its first token; once a token came, a failure ends the reply (no reply is
+        spliced from two models). Raises _Failed when nobody answered.
+        """
+        target = plan.first
+        chain: list[Target | Attempt] | None = None
+        while True:
+            began = time.monotonic()
+            failure = target.blocked.error(target.label) if target.blocked else None
+            if failure is None:
+                try:
+                    async for event in self._ask_target(target, stream):
+                        yield event
+                    return
+                except ProviderError as exc:
+                    if stream.answered or not _falls_back(exc):
+                        raise
+                    failure = TurnError.from_provider(exc)
+                    await failed_trip(target, failure)
+            if chain is None:
+                chain = await fallbacks_trip(ask, plan)
+            ms = (time.monotonic() - began) * 1000
+            tried: Attempt | None = Attempt(target.kind, target.model, failure, ms)
+            step: Target | Attempt | None = None
+            while chain and not isinstance(step := chain.pop(0), Target):
+                if tried is not None:
+                    stream.attempts.append(tried)
+                    tried = None
+                stream.attempts.append(step)
+            if not isinstance(step, Target):
+                raise _Failed(failure)  # the last one tried answers for the reply
+            if tried is not None:
+                stream.attempts.append(tried)
+            target = stream.target = await gate_trip(step)
+
+    async def _ask_target(self, target: Target, stream: _Stream) -> AsyncGenerator[Event, None]:
+        """One provider's reply: from the person's cache, or upstream (in line for a slot)."""
+        config = target.config
+        if config is not None and config.cache_replies:
+            key = reply_cache.key(
+                self.user.pk, target.kind, config.effective_base_url, target.request
+            )
+            hit = await reply_cache.get_trip(key)
+            if hit is not None:
+                stream.cached = True
+                for delta in (ThinkingDelta(hit.thinking), TextDelta(hit.content)):
+                    if delta.text:
+                        yield self._took(delta, stream)
+                return
+            stream.cache_key = key
+        provider = registry.create(target.kind, config.options() if config else provider_options())
+        credentials = self._credentials(config)
+        limit = target.concurrency
+        if limit <= 0:
+            async for relayed in self._relay(provider.stream(target.request, credentials), stream):
+                yield relayed
+            return
+        line: asyncio.Queue[int] = asyncio.Queue()
+        slot = capacity.slot(target.slot_key, limit, waiting=line.put_nowait, shared=target.shared)
+        async for ahead in _in_line(slot, line):
+            yield self._next(TurnWaiting(ahead))
+        try:
+            async for event in self._relay(provider.stream(target.request, credentials), stream):
+                yield event
+        finally:
+            await slot.__aexit__(None, None, None)
+
+    async def _relay(
+        self, upstream: AsyncIterator[ProviderEvent], stream: _Stream
+    ) -> AsyncGenerator[Event, None]:
+        stream.upstream = upstream
+        parts = stream.parts
+        last_write = time.monotonic()
+        async for event in upstream:
+            if type(event) is TextDelta:
+                parts.append(event.text)
+                if stream.ttft_ms is None:
+                    stream.mark_first()
+                if stream.thinking_from is not None and stream.thinking_ms is None:
+                    stream.thinking_ms = (time.monotonic() - stream.thinking_from) * 1000
+                self.seq += 1
+                yield event
+                now = time.monotonic()
+                if now - last_write >= PROGRESS_SECONDS:
+                    last_write = now
+                    self._schedule_progress(stream)
+            elif type(event) is ThinkingDelta:
+                yield self._took(event, stream)
+            elif isinstance(event, Usage):
+                stream.usage = event
+            elif isinstance(event, Done):
+                stream.finish_reason = event.finish_reason
+
+    def _took(self, event: TextDelta | ThinkingDelta, stream: _Stream) -> Event:
+        """Keep an answer or thinking delta that did not come through `_relay`'s fast path."""
+        if stream.ttft_ms is None:
+            stream.mark_first()
+        if type(event) is ThinkingDelta:
+            if stream.thinking_from is None:
+                stream.thinking_from = time.monotonic()
+            stream.thinking.append(event.text)
+        else:
+            stream.parts.append(event.text)
+        return self._next(event)
+
+    def _schedule_progress(self, stream: _Stream) -> None:
         if self._progress is not None and not self._progress.done():
             return  # the database is slower than the stream: skip, the next one catches up
-        self._progress = asyncio.ensure_future(progress_trip(message_id, "".join(parts), self.seq))
+        self._progress = asyncio.ensure_future(
+            progress_trip(
+                self._message_id, "".join(stream.parts), "".join(stream.thinking), self.seq
+            )
+        )
 
     def _credentials(self, config: ProviderConfig | None) -> Credentials:
         """Decrypted here, just before the call that uses the key, and nowhere else."""
@@ -317,6 +469,8 @@ class Turn:
                 await close()
             except Exception:  # closing a broken connection may complain; it is closed
                 log.debug("closing the provider stream failed", exc_info=True)
+        if stream.thinking_from is not None and stream.thinking_ms is None:
+            stream.thinking_ms = (time.monotonic() - stream.thinking_from) * 1000
         outcome = Outcome(
             status=status,
             content="".join(stream.parts),
@@ -326,20 +480,79 @@ class Turn:
             latency_ms=(time.monotonic() - stream.started_at) * 1000,
             finish_reason=stream.finish_reason,
             seq=self.seq,
+            answered=stream.target or plan.first,
+            thinking="".join(stream.thinking),
+            thinking_ms=stream.thinking_ms,
+            attempts=tuple(stream.attempts),
+            cached=stream.cached,
         )
         if self._progress is not None:
             await asyncio.gather(self._progress, return_exceptions=True)
         for pause in FINISH_RETRY_PAUSES:
             try:
                 self.result = await finish_trip(ask, plan, outcome)
-                return self.result
+                break
             except OperationalError:
                 # A lock held too long (SQLite's one writer) or a dropped connection: the
                 # reply must not stay `streaming`, so try again before giving up.
                 log.warning("storing reply %s failed; retrying", plan.message_id, exc_info=True)
                 await asyncio.sleep(pause)
-        self.result = await finish_trip(ask, plan, outcome)
+        else:
+            self.result = await finish_trip(ask, plan, outcome)
+        if status == COMPLETE and stream.cache_key and not stream.cached:
+            try:
+                await reply_cache.put_trip(stream.cache_key, outcome.content, outcome.thinking)
+            except Exception:  # a cache that is down costs the next hit, nothing more
+                log.warning("caching reply %s failed", plan.message_id, exc_info=True)
         return self.result
+
+
+async def _in_line(
+    slot: AbstractAsyncContextManager[Any], line: asyncio.Queue[int]
+) -> AsyncIterator[int]:
+    """Enter `slot`, yielding how many are ahead each time that changes while queued.
+
+    Leaving (a Stop cancels the turn) leaves the queue; once this ends, the slot is held
+    and the caller exits it.
+    """
+    entering = asyncio.ensure_future(slot.__aenter__())
+    try:
+        while not entering.done():
+            news = asyncio.ensure_future(line.get())
+            await asyncio.wait((entering, news), return_when=asyncio.FIRST_COMPLETED)
+            if not news.done():
+                news.cancel()
+                continue
+            ahead = news.result()
+            while not line.empty():  # only the latest count matters
+                ahead = line.get_nowait()
+            if not entering.done():
+                yield ahead
+        entering.result()
+    except BaseException:
+        if not entering.done():
+            entering.cancel()
+            with suppress(asyncio.CancelledError):
+                await entering
+        elif not entering.cancelled() and entering.exception() is None:
+            await slot.__aexit__(None, None, None)
+        raise
+
+
+def _falls_back(exc: ProviderError) -> bool:
+    """Whether the next step of the chain may answer instead: the provider could not
+    take the request at all (a bad key, limits, down, slow, the context too long)."""
+    return isinstance(
+        exc, (AuthFailed, RateLimited, TimedOut, Unavailable, ContextTooLong, _KeyUnreadable)
+    )
+
+
+class _Failed(Exception):
+    """Nobody in the chain answered: the reply ends with `error`."""
+
+    def __init__(self, error: TurnError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def run_turn(

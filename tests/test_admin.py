@@ -60,6 +60,9 @@ def test_saving_in_admin_keeps_the_key(admin_client: Client, alice_config: Provi
             "max_tokens": "512",
             "system_prompt": "",
             "enabled": "on",
+            "thinking": "auto",
+            "stop": "[]",
+            "keep_alive_minutes": "0",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -29,7 +29,7 @@ from accounts.models import ApiToken, User
 from llm import replies
 from llm.api.base import bearer_token, strict_json
 from llm.api.streaming import sse_response
-from llm.events import TextDelta, TurnError, TurnFinished, TurnStarted
+from llm.events import TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import ProviderConfig
 from llm.providers import registry
 from llm.providers.base import ChatMessage
@@ -265,10 +265,14 @@ async def _chunks(reply: replies.Reply, usage: bool) -> AsyncIterator[str]:
                     '"choices":'
                 )
                 head = envelope + '[{"index":0,"delta":{"content":'
+                thinking_head = envelope + '[{"index":0,"delta":{"reasoning_content":'
                 tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
                 yield head + '"","role":"assistant"' + tail
             elif type(event) is TextDelta:
                 yield head + json.dumps(event.text) + tail
+            elif type(event) is ThinkingDelta:
+                # The field vLLM, DeepSeek and DashScope use: OpenAI SDKs pass it through.
+                yield thinking_head + json.dumps(event.text) + tail
             elif isinstance(event, TurnFinished):
                 if event.status == "error":
                     yield f"data: {json.dumps(OpenAIError.of(event.failure()).body())}\n\n"

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from django.http import HttpResponse, StreamingHttpResponse
 
-from llm.events import Event, TextDelta, TurnFinished, TurnStarted
+from llm.events import Event, TextDelta, ThinkingDelta, TurnFinished, TurnStarted, TurnWaiting
 
 
 async def batched(frames: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -66,14 +66,19 @@ def sse(name: str, data: dict[str, Any], seq: int | None = None) -> str:
 
 
 async def reply_events(items: AsyncIterator[tuple[int, Event]]) -> AsyncIterator[str]:
-    """A reply's events as SSE (docs/api.md): `start`, `delta`…, `done` or `error`, each
+    """A reply's events as SSE (docs/api.md): `start`, `waiting`, `thinking`, `delta`…,
+    `done` or `error`, each
     with `id: <seq>` so that a client resumes with Last-Event-ID."""
     async for seq, event in items:
         if type(event) is TextDelta:
             # The hot path: one json.dumps of the text, no dict.
             yield f'id: {seq}\nevent: delta\ndata: {{"text": {json.dumps(event.text)}}}\n\n'
+        elif type(event) is ThinkingDelta:
+            yield sse("thinking", {"text": event.text}, seq)
         elif isinstance(event, TurnStarted):
             yield sse("start", event.as_dict(), seq)
+        elif isinstance(event, TurnWaiting):
+            yield sse("waiting", {"ahead": event.ahead}, seq)
         elif isinstance(event, TurnFinished):
             body = event.as_dict()
             if event.status == "error":

@@ -103,6 +103,8 @@ class Shown:
     html: str
     cost_label: str
     latency_label: str
+    thinking_label: str = ""
+    attempts_title: str = ""  # why the providers before the one that answered did not
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.message, name)
@@ -118,9 +120,21 @@ def _messages_of(conversation: Conversation) -> list[Shown]:
             html=markdown.to_html(m.content) if m.role == Message.Role.ASSISTANT else "",
             cost_label=cost_label(m.cost),
             latency_label=duration_label(m.latency_ms) if m.latency_ms else "",
+            thinking_label=duration_label(m.thinking_ms) if m.thinking_ms else "",
+            attempts_title=attempts_title(m.attempts),
         )
         for m in newest
     ]
+
+
+def attempts_title(attempts: list[dict[str, Any]]) -> str:
+    """One line per provider that did not answer, for the answered-by badge's hover."""
+    lines = []
+    for attempt in attempts or ():
+        error = attempt.get("error") or {}
+        name = "/".join(p for p in (attempt.get("provider"), attempt.get("model")) if p)
+        lines.append(f"{name}: {error.get('message', 'failed')}")
+    return "\n".join(lines)
 
 
 @login_required
@@ -163,7 +177,15 @@ def widget_picker(request: HttpRequest) -> HttpResponse:
             continue
         model = config.effective_model if config else entry.spec.default_model
         models = sorted({model, entry.spec.default_model})
-        choices.append({"kind": kind, "label": entry.spec.label, "model": model, "models": models})
+        choices.append(
+            {
+                "kind": kind,
+                "label": entry.spec.label,
+                "model": model,
+                "models": models,
+                "failing": config.failing_label() if config else "",
+            }
+        )
     default = _user(request).default_provider
     if default not in {c["kind"] for c in choices}:
         default = registry.LOCAL

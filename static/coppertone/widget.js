@@ -402,6 +402,16 @@
       var stick = nearBottom();
       reply.text.appendData(frame.text);
       if (stick) toBottom();
+    } else if (frame.type === "thinking") {
+      if (!reply || frame.message_id !== reply.messageId) return;
+      var shown = thinkingOf(reply);
+      var keep = nearBottom();
+      shown.text.appendData(frame.text);
+      if (keep) toBottom();
+    } else if (frame.type === "waiting") {
+      if (!reply || frame.message_id !== reply.messageId || reply.text !== null) return;
+      // Queued for a server at its cap: say so where the reply will appear.
+      reply.body.textContent = frame.ahead ? "waiting: " + frame.ahead + " ahead" : "waiting: next";
     } else if (frame.type === "start") {
       if (!reply || reply.gotStart) return;
       reply.messageId = frame.message_id;
@@ -423,10 +433,43 @@
       finishReply(frame);
     } else if (frame.type === "error") {
       if (reply && (frame.message_id === null || frame.message_id === reply.messageId)) {
-        failReply(frame.error);
+        failReply(frame.error, frame);
       } else if (!reply) {
         announce(frame.error.message);
       }
+    }
+  }
+
+  // A reasoning model's thinking: collapsed above the answer, never part of it.
+  function thinkingOf(reply) {
+    if (!reply.thinking) {
+      var details = reply.li.querySelector(".msg-thinking");
+      if (!details) {
+        details = el("details", "msg-thinking");
+        details.appendChild(el("summary", null, "Thinking…"));
+        details.appendChild(el("div", "msg-thinking-text"));
+        reply.li.insertBefore(details, reply.body);
+      }
+      var box = details.querySelector(".msg-thinking-text");
+      reply.thinking = { details: details, text: box.appendChild(document.createTextNode("")) };
+      if (reply.text === null) reply.body.textContent = "";
+    }
+    return reply.thinking;
+  }
+  function attemptsTitle(attempts) {
+    return (attempts || []).map(function (a) {
+      return [a.provider, a.model].filter(Boolean).join("/") + ": " + ((a.error || {}).message || "failed");
+    }).join("\n");
+  }
+  function answeredBy(meta, frame) {
+    if (frame.attempts && frame.attempts.length) {
+      var who = frame.answered_by || {};
+      var badge = meta.appendChild(el("span", "badge",
+        "answered by " + [who.provider, who.model].filter(Boolean).join("/") + " after " + frame.attempts.length + " failed"));
+      badge.title = attemptsTitle(frame.attempts);
+    }
+    if (frame.cached) {
+      meta.appendChild(el("span", "badge", "cached")).title = "The same question was answered before: no tokens, no cost.";
     }
   }
 
@@ -450,7 +493,10 @@
       reply.body.textContent = "";
       reply.body.appendChild(el("em", "muted", "Stopped before any text arrived."));
     }
+    var thought = reply.li.querySelector(".msg-thinking summary");
+    if (thought) thought.textContent = frame.thinking_ms ? "Thought for " + duration(frame.thinking_ms) : "Thinking";
     var meta = reply.li.querySelector(".msg-meta") || reply.li.appendChild(el("p", "msg-meta"));
+    answeredBy(meta, frame);
     var usage = frame.usage || {};
     meta.appendChild(el("span", null, (usage.input_tokens || 0) + " in · " + (usage.output_tokens || 0) + " out"));
     meta.appendChild(el("span", null, costLabel(frame.cost)));
@@ -464,7 +510,7 @@
     input.focus();
   }
 
-  function failReply(error) {
+  function failReply(error, frame) {
     var reply = state.reply;
     state.reply = null;
     setStreaming(false);
@@ -481,7 +527,12 @@
     }
     reply.li.classList.add("msg-error");
     var meta = reply.li.querySelector(".msg-meta");
-    if (meta) meta.appendChild(el("span", "badge bad", "Failed"));
+    if (meta) {
+      meta.appendChild(el("span", "badge bad", "Failed"));
+      if (frame && frame.attempts && frame.attempts.length) {
+        meta.appendChild(el("span", "badge", "also tried " + frame.attempts.length)).title = attemptsTitle(frame.attempts);
+      }
+    }
     reply.li.insertBefore(notice(error, { text: reply.userText }), meta);
     announce(error.message);
   }

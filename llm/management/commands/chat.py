@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
 from llm import replies
-from llm.events import TextDelta, TurnError, TurnFinished, TurnStarted
+from llm.events import TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnStarted, TurnWaiting
 from llm.turns import Turn, run_turn
 
 
@@ -110,12 +110,21 @@ class Command(BaseCommand):
                 if type(event) is TextDelta:
                     write(event.text, ending="")
                     flush()
+                elif type(event) is ThinkingDelta:
+                    write(self.style.HTTP_NOT_MODIFIED(event.text), ending="")  # dimmed
+                    flush()
+                elif isinstance(event, TurnWaiting):
+                    self.stderr.write(f"[waiting: {event.ahead} ahead]")
                 elif isinstance(event, TurnStarted):
                     # Later messages continue the same conversation.
                     self.conversation_id = event.conversation_id
 
     def _report(self, result: TurnFinished) -> None:
         self.stdout.write("")
+        for attempt in result.attempts:
+            self.stderr.write(
+                f"[{attempt.provider}/{attempt.model} did not answer: {attempt.error.message}]"
+            )
         if result.error:
             self.stderr.write(f"[{result.error.code}] {result.error.message}")
         self.stderr.write(
