@@ -11,7 +11,8 @@ into `ThinkingDelta` and `TextDelta` events chunk by chunk:
   later it is ordinary text (a reply may well talk about the tag);
 - a tag may arrive cut across chunks (`<thi` + `nk>`): the few characters that could
   still become a tag are held back until the next chunk decides;
-- the whitespace after `</think>` is dropped (templates put a blank line there);
+- the whitespace just after `<think>` and `</think>` is dropped (templates put blank
+  lines there; Qwen3 asked not to think writes an empty block);
 - a stream that ends inside an unclosed think block: what was held stays thinking.
 
 Each chunk is looked at once plus at most the 7 characters held from the one before,
@@ -32,9 +33,12 @@ Delta = TextDelta | ThinkingDelta
 
 # Where the splitter is in the reply.
 _START = 0  # nothing but whitespace yet: a <think> may still open
-_THINK = 1  # inside the think block
-_AFTER = 2  # just after </think>: whitespace is dropped until the answer starts
-_TEXT = 3  # the answer: everything passes through
+_THINK_LEAD = 1  # just after <think>: whitespace is dropped until the thinking starts
+_THINK = 2  # inside the think block
+_AFTER = 3  # just after </think>: whitespace is dropped until the answer starts
+_TEXT = 4  # the answer: everything passes through
+# What each whitespace-dropping state becomes once something else arrives.
+_AFTER_WHITESPACE = {_THINK_LEAD: _THINK, _AFTER: _TEXT}
 
 
 def _held_prefix(text: str, tag: str) -> int:
@@ -77,11 +81,11 @@ class ThinkSplitter:
         if self._state == _TEXT:
             _emit(out, TextDelta, text)
             return ""
-        if self._state == _AFTER:
-            answer = text.lstrip(WHITESPACE)
-            if answer:
-                self._state = _TEXT
-            return answer
+        if self._state in _AFTER_WHITESPACE:
+            rest = text.lstrip(WHITESPACE)
+            if rest:
+                self._state = _AFTER_WHITESPACE[self._state]
+            return rest
         if self._state == _START:
             return self._opening(text, out)
         return self._inside(text, out)
@@ -104,7 +108,7 @@ class ThinkSplitter:
         if size < len(want):  # the chunk ended inside the tag
             self._held += text
             return ""
-        self._state = _THINK
+        self._state = _THINK_LEAD
         self._lead, self._held = [], ""
         return text[size:]
 
