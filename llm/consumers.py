@@ -169,6 +169,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.started: replies.Reply | None = None  # the reply this socket started last
         self.starting: asyncio.Task[None] | None = None
         self.stop_when_started = False
+        # daphne (runserver) sends no lifespan event: the first socket starts the pings.
+        replies.runner().keep_models_loaded()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:

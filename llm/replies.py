@@ -32,7 +32,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import User
-from llm import reply_log, trips, turn_sql
+from llm import keep_alive, reply_log, trips, turn_sql
 from llm.events import Event, TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import Message
 from llm.turn_trips import stored_reply
@@ -185,6 +185,7 @@ class Runner:
         self._last_flush = 0.0
         self._closing = False
         self._shutdown: asyncio.Future[None] | None = None
+        self._keep_alive: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- starting ------------------------------------------------------------------------
@@ -409,6 +410,18 @@ class Runner:
                 await asyncio.sleep(1.0)
             ready = asyncio.get_running_loop().create_future()
 
+    # --- keep-alive ------------------------------------------------------------------------
+
+    def keep_models_loaded(self) -> None:
+        """Run this worker's keep-alive pings (llm/keep_alive.py) from now on, once. Each
+        worker runs them; a claim per configuration keeps it to one ping per interval."""
+        if self._keep_alive is None and not self._closing:
+            self._keep_alive = asyncio.create_task(self._keep_alive_rounds())
+
+    async def _keep_alive_rounds(self) -> None:
+        await asyncio.sleep(keep_alive.TICK_SECONDS)  # the worker's start is busy enough
+        await keep_alive.run_forever()
+
     # --- shutting down ---------------------------------------------------------------------
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
@@ -429,7 +442,7 @@ class Runner:
                 await asyncio.wait(late, timeout=max(grace, 5.0))
         # The maintainer first: cancelled mid-write, it puts its batch back in `_dirty`,
         # so the last flush below writes every reply's end exactly once more at most.
-        for helper in (self._listener, self._maintainer):
+        for helper in (self._listener, self._maintainer, self._keep_alive):
             if helper is not None and not helper.done():
                 helper.cancel()
                 with suppress(asyncio.CancelledError, Exception):
@@ -536,6 +549,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             _end_replies_on_sigterm(asyncio.get_running_loop())
+            runner().keep_models_loaded()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await runner().shutdown(settings.LLM_SHUTDOWN_GRACE_SECONDS)

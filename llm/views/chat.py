@@ -120,7 +120,7 @@ def _messages_of(conversation: Conversation) -> list[Shown]:
             html=markdown.to_html(m.content) if m.role == Message.Role.ASSISTANT else "",
             cost_label=cost_label(m.cost),
             latency_label=duration_label(m.latency_ms) if m.latency_ms else "",
-            thinking_label=duration_label(m.thinking_ms) if m.thinking_ms else "",
+            thinking_label=duration_label(m.thinking_ms) if m.thinking_ms is not None else "",
             attempts_title=attempts_title(m.attempts),
         )
         for m in newest

@@ -462,8 +462,10 @@
     }).join("\n");
   }
   function answeredBy(meta, frame) {
+    var who = frame.answered_by || {};
+    // The start named the first choice; after a fallback another model answered.
+    if (who.model && meta.firstElementChild) meta.firstElementChild.textContent = who.model;
     if (frame.attempts && frame.attempts.length) {
-      var who = frame.answered_by || {};
       var badge = meta.appendChild(el("span", "badge",
         "answered by " + [who.provider, who.model].filter(Boolean).join("/") + " after " + frame.attempts.length + " failed"));
       badge.title = attemptsTitle(frame.attempts);
@@ -494,7 +496,7 @@
       reply.body.appendChild(el("em", "muted", "Stopped before any text arrived."));
     }
     var thought = reply.li.querySelector(".msg-thinking summary");
-    if (thought) thought.textContent = frame.thinking_ms ? "Thought for " + duration(frame.thinking_ms) : "Thinking";
+    if (thought) thought.textContent = frame.thinking_ms != null ? "Thought for " + duration(frame.thinking_ms) : "Thinking";
     var meta = reply.li.querySelector(".msg-meta") || reply.li.appendChild(el("p", "msg-meta"));
     answeredBy(meta, frame);
     var usage = frame.usage || {};
