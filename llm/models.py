@@ -258,6 +258,8 @@ class Message(models.Model):
     attempts = models.JSONField(default=list, blank=True, db_default=[])
     # Played back from the person's own reply cache: no upstream call, no cost.
     cached = models.BooleanField(default=False, db_default=False)
+    # The replies of one compare (one prompt to several models) share it.
+    compare_id = models.UUIDField(null=True, blank=True)
     # The user message an assistant message answers.
     reply_to = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reply"
@@ -364,3 +366,121 @@ class Upstream(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class Preset(models.Model):
+    """A named provider/model with its system prompt and sampling, picked in the widget.
+    Staff may publish one to everyone (read-only to the others)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets"
+    )
+    name = models.CharField(max_length=80)
+    provider = models.CharField(max_length=32, choices=registry.choices)
+    model = models.CharField(max_length=200, blank=True, help_text="Empty: the card's model.")
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(32000)]
+    )
+    published = models.BooleanField(default=False, help_text="Staff only: everyone may use it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="one_preset_per_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PromptTemplate(models.Model):
+    """A reusable message with `{placeholders}`, offered when a person types `/`."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prompt_templates"
+    )
+    name = models.CharField(max_length=80)
+    text = models.TextField()
+    published = models.BooleanField(default=False, help_text="Staff only: everyone may use it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="one_template_per_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Evaluation(models.Model):
+    """A prompt set run across models (`manage.py evaluate` or the page); each run is an
+    ordinary reply, its numbers kept on an EvaluationRun."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        STOPPED = "stopped"
+        FAILED = "failed"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="evaluations"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    # ["openai/gpt-4o-mini", "local/SmolLM2-135M-Instruct", ...]
+    targets = models.JSONField(default=list)
+    # [{"prompt", "system"?, "expect_contains"?, "expect_regex"?}, ...]
+    prompts = models.JSONField(default=list)
+    repeat = models.PositiveSmallIntegerField(default=1)
+    concurrency = models.PositiveSmallIntegerField(default=4)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or f"Evaluation {self.pk}"
+
+
+class EvaluationRun(models.Model):
+    """One prompt on one model (one repeat): what came back and how it measured up."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="runs")
+    prompt_index = models.PositiveIntegerField()
+    target = models.CharField(max_length=240, help_text="provider/model")
+    repeat_index = models.PositiveSmallIntegerField(default=0)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=16, choices=Message.Status.choices)
+    content = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    checks_passed = models.PositiveSmallIntegerField(default=0)
+    checks_total = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt_index", "target", "repeat_index"]
+        constraints = [
+            # What makes an interrupted evaluation resumable: each cell is done once.
+            models.UniqueConstraint(
+                fields=["evaluation", "prompt_index", "target", "repeat_index"],
+                name="one_run_per_cell",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.evaluation} #{self.prompt_index} {self.target}"
