@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from llm.views import chat
+from llm.views import chat, fallbacks
 from llm.views import settings as settings_views
 
 urlpatterns = [
@@ -13,6 +13,7 @@ urlpatterns = [
     path("chat/picker/", chat.widget_picker, name="widget_picker"),
     path("settings/llm/", settings_views.settings_page, name="settings_llm"),
     path("settings/llm/default/", settings_views.default_provider, name="settings_default"),
+    path("settings/llm/fallbacks/", fallbacks.fallbacks, name="settings_fallbacks"),
     path("settings/llm/<str:kind>/", settings_views.provider_card, name="settings_provider"),
     path(
         "settings/llm/<str:kind>/test/",
@@ -23,6 +24,11 @@ urlpatterns = [
         "settings/llm/<str:kind>/models/",
         settings_views.provider_models,
         name="settings_provider_models",
+    ),
+    path(
+        "settings/llm/<str:kind>/enabled/",
+        settings_views.provider_enabled,
+        name="settings_provider_enabled",
     ),
     path(
         "settings/llm/<str:kind>/delete/",

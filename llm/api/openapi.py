@@ -17,8 +17,19 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from llm.api.base import STATUS_FOR_CODE, ApiError
 from llm.api.chat import MAX_DAYS, MAX_PAGE
-from llm.forms import MAX_KEY_CHARS, MAX_SYSTEM_PROMPT_CHARS
-from llm.models import Message
+from llm.forms import (
+    MAX_CONCURRENT,
+    MAX_FALLBACKS,
+    MAX_KEEP_ALIVE_MINUTES,
+    MAX_KEY_CHARS,
+    MAX_MODEL_CHARS,
+    MAX_STOP_CHARS,
+    MAX_STOP_SEQUENCES,
+    MAX_SYSTEM_PROMPT_CHARS,
+    MAX_TIMEOUT_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+)
+from llm.models import Message, Thinking
 from llm.providers import registry
 
 Schema = dict[str, Any]
@@ -112,6 +123,20 @@ TOKEN_FIELDS: Schema = {
     "last_used_at": {"type": ["string", "null"], "format": "date-time"},
 }
 
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+SECONDS = {
+    "type": ["number", "null"],
+    "minimum": MIN_TIMEOUT_SECONDS,
+    "maximum": MAX_TIMEOUT_SECONDS,
+}
+STOP_SEQUENCE = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS, "pattern": NO_NUL}
+SECONDS_IN = {
+    "type": ["number", "string", "null"],
+    "minimum": MIN_TIMEOUT_SECONDS,
+    "maximum": MAX_TIMEOUT_SECONDS,
+    "description": "seconds; empty or null: the operator's default",
+}
+
 SCHEMAS: dict[str, Schema] = {
     "ErrorDetail": ERROR_DETAIL,
     "Error": _object(error=_ref("ErrorDetail")),
@@ -121,8 +146,26 @@ SCHEMAS: dict[str, Schema] = {
         database={"type": "string", "description": '"ok", or why not'},
         channel_layer={"type": "string", "description": '"ok", or why not'},
     ),
+    "Breaker": _object(
+        state={
+            "enum": ["closed", "open"],
+            "description": "open: recent failures, so turns skip this configuration until retry_at",
+        },
+        retry_at=NULLABLE_TIME,
+        failure={"type": "string", "description": "the last failure, while open"},
+    ),
     "Provider": _object(
-        {"api_version": {"type": "string", "description": "Azure OpenAI only"}},
+        {
+            "api_version": {"type": "string", "description": "Azure OpenAI only"},
+            "keep_alive_minutes": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_KEEP_ALIVE_MINUTES,
+                "description": "local servers only; 0 is off",
+            },
+            "keep_alive_at": {**NULLABLE_TIME, "description": "the last keep-alive ping"},
+            "keep_alive_result": {"type": "string", "description": '"ok, 41 ms" or why not'},
+        },
         kind={"enum": KINDS},
         label={"type": "string"},
         configured={"type": "boolean"},
@@ -135,6 +178,21 @@ SCHEMAS: dict[str, Schema] = {
         needs_key={"type": "boolean"},
         last_verified_at={"type": ["string", "null"], "format": "date-time"},
         last_error={"type": "string"},
+        enabled={"type": "boolean", "description": "false: the chat and fallbacks skip it"},
+        top_p={"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        stop={"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_SEQUENCES},
+        thinking={"enum": Thinking.values},
+        connect_timeout=SECONDS,
+        first_byte_timeout=SECONDS,
+        idle_timeout=SECONDS,
+        max_concurrent={
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "maximum": MAX_CONCURRENT,
+            "description": "null: the kind's default; 0: no cap",
+        },
+        cache_replies={"type": "boolean"},
+        breaker=_ref("Breaker"),
     ),
     "ProviderUpdate": {
         "type": "object",
@@ -151,6 +209,42 @@ SCHEMAS: dict[str, Schema] = {
             "temperature": {"type": ["number", "string"], "minimum": 0, "maximum": 2},
             "max_tokens": {"type": ["integer", "string"], "minimum": 1, "maximum": 32000},
             "system_prompt": _text(MAX_SYSTEM_PROMPT_CHARS),
+            "enabled": {"type": "boolean"},
+            "top_p": {
+                "type": ["number", "string", "null"],
+                "minimum": 0,
+                "maximum": 1,
+                "description": "empty or null: not sent",
+            },
+            "stop": {
+                "oneOf": [
+                    {"type": "array", "items": STOP_SEQUENCE, "maxItems": MAX_STOP_SEQUENCES},
+                    {"type": "string", "maxLength": MAX_STOP_CHARS, "pattern": NO_NUL},
+                    {"type": "null"},
+                ],
+                "description": "a list of stop sequences, or one as a string; null or an empty "
+                "string: none",
+            },
+            "thinking": {
+                "enum": [*Thinking.values, "", None],
+                "description": "empty or null keeps the stored choice",
+            },
+            "connect_timeout": SECONDS_IN,
+            "first_byte_timeout": SECONDS_IN,
+            "idle_timeout": SECONDS_IN,
+            "max_concurrent": {
+                "type": ["integer", "string", "null"],
+                "minimum": 0,
+                "maximum": MAX_CONCURRENT,
+                "description": "empty or null: the kind's default; 0: no cap",
+            },
+            "keep_alive_minutes": {
+                "type": ["integer", "string", "null"],
+                "minimum": 0,
+                "maximum": MAX_KEEP_ALIVE_MINUTES,
+                "description": "local servers only (others take 0 or null); 0: off",
+            },
+            "cache_replies": {"type": "boolean"},
         },
         "additionalProperties": False,
     },
@@ -165,6 +259,41 @@ SCHEMAS: dict[str, Schema] = {
         ]
     },
     "Models": _object(models={"type": "array", "items": {"type": "string"}}),
+    "FallbackStep": _object(
+        provider={"enum": KINDS},
+        model={"type": "string", "description": "empty: the model on that provider's card"},
+    ),
+    "Fallbacks": _object(
+        chain={"type": "array", "items": _ref("FallbackStep"), "maxItems": MAX_FALLBACKS}
+    ),
+    "FallbacksUpdate": {
+        "type": "object",
+        "description": "The whole chain, in order; an empty list removes every fallback. A "
+        "provider and model may appear once (a missing, null or empty model is the same "
+        "step). A provider the caller has not set up is kept, and skipped when replies fall "
+        "back.",
+        "required": ["chain"],
+        "properties": {
+            "chain": {
+                "type": "array",
+                "maxItems": MAX_FALLBACKS,
+                "items": {
+                    "type": "object",
+                    "required": ["provider"],
+                    "properties": {
+                        "provider": {"enum": KINDS},
+                        "model": {
+                            "type": ["string", "null"],
+                            "maxLength": MAX_MODEL_CHARS,
+                            "pattern": NO_NUL,
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "additionalProperties": False,
+    },
     "ChatRequest": {
         "type": "object",
         "required": ["message"],
@@ -464,6 +593,19 @@ PATHS: dict[str, Schema] = {
                 **_errors(401, 404, 409, 429),
                 **PROVIDER_FAILED,
             },
+        ),
+    },
+    "/fallbacks": {
+        "get": _operation(
+            "getFallbacks",
+            "The caller's chain of providers to ask when a reply fails",
+            {"200": _json("in order", _ref("Fallbacks")), **_errors(401)},
+        ),
+        "put": _operation(
+            "saveFallbacks",
+            "Replace the caller's chain, all at once",
+            {"200": _json("as saved", _ref("Fallbacks")), **_errors(400, 401, 403)},
+            requestBody=_body("FallbacksUpdate"),
         ),
     },
     "/chat": {

@@ -6,18 +6,20 @@ The key is write-only: a response carries at most its last four characters.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 
 from accounts.models import User
 from llm import connection
 from llm.api.base import ApiError, FieldErrors, api_view, read_json
 from llm.connection import KeyUnreadable
 from llm.events import TurnError
-from llm.forms import PROVIDER_FIELDS, ProviderConfigForm, provider_form_data
-from llm.models import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, ProviderConfig
+from llm.forms import NOTHING, PROVIDER_FIELDS, ProviderConfigForm, provider_form_data
+from llm.models import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, ProviderConfig, Thinking
 from llm.providers import registry
 from llm.providers.base import ProviderError
 
@@ -35,7 +37,20 @@ def _kind_or_404(kind: str) -> str:
     return kind
 
 
-def provider_json(kind: str, config: ProviderConfig | None) -> dict[str, Any]:
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def breaker_json(config: ProviderConfig | None, now: dt.datetime) -> dict[str, Any]:
+    """Open while its retry time is ahead: turns skip this configuration until then."""
+    if config is not None and config.open_until is not None and config.open_until > now:
+        return {"state": "open", "retry_at": _iso(config.open_until), "failure": config.failure}
+    return {"state": "closed", "retry_at": None, "failure": ""}
+
+
+def provider_json(
+    kind: str, config: ProviderConfig | None, now: dt.datetime | None = None
+) -> dict[str, Any]:
     spec = registry.spec(kind)
     body: dict[str, Any] = {
         "kind": kind,
@@ -52,9 +67,23 @@ def provider_json(kind: str, config: ProviderConfig | None) -> dict[str, Any]:
             config.last_verified_at.isoformat() if config and config.last_verified_at else None
         ),
         "last_error": config.last_error if config else "",
+        "enabled": config.enabled if config else True,
+        "top_p": config.top_p if config else None,
+        "stop": list(config.stop or []) if config else [],
+        "thinking": config.thinking if config else Thinking.AUTO.value,
+        "connect_timeout": config.connect_timeout if config else None,
+        "first_byte_timeout": config.first_byte_timeout if config else None,
+        "idle_timeout": config.idle_timeout if config else None,
+        "max_concurrent": config.max_concurrent if config else None,
+        "cache_replies": config.cache_replies if config else False,
+        "breaker": breaker_json(config, now or timezone.now()),
     }
     if "api_version" in spec.extra_fields:
         body["api_version"] = config.api_version if config else ""
+    if spec.keep_alive:
+        body["keep_alive_minutes"] = config.keep_alive_minutes if config else 0
+        body["keep_alive_at"] = _iso(config.keep_alive_at) if config else None
+        body["keep_alive_result"] = config.keep_alive_result if config else ""
     return body
 
 
@@ -66,8 +95,9 @@ async def providers(request: HttpRequest) -> HttpResponse:
         c.kind: c
         async for c in ProviderConfig.objects.filter(user=_user(request))  # only the caller's
     }
+    now = timezone.now()
     return JsonResponse(
-        {"providers": [provider_json(kind, configs.get(kind)) for kind in registry.PROVIDERS]}
+        {"providers": [provider_json(k, configs.get(k), now) for k in registry.PROVIDERS]}
     )
 
 
@@ -108,7 +138,7 @@ def _save(user: User, kind: str, payload: dict[str, Any]) -> ProviderConfig:
         errors.setdefault(name, []).extend({"message": m} for m in messages)
     for name, value in payload.items():
         # A value for a field this kind does not have would be dropped without a word.
-        if name in PROVIDER_FIELDS and name not in form.fields and value not in (None, ""):
+        if name in PROVIDER_FIELDS and name not in form.fields and value not in NOTHING:
             label = registry.spec(kind).label
             errors.setdefault(name, []).append({"message": f"{label} has no {name}."})
     if errors:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from accounts import api as tokens_api
-from llm.api import base, chat, openai_compat, openapi, providers, replies
+from llm.api import base, chat, fallbacks, openai_compat, openapi, providers, replies
 
 urlpatterns = [
     path("chat", chat.chat, name="api_chat"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("providers/<str:kind>", providers.provider, name="api_provider"),
     path("providers/<str:kind>/test", providers.provider_test, name="api_provider_test"),
     path("providers/<str:kind>/models", providers.provider_models, name="api_provider_models"),
+    path("fallbacks", fallbacks.fallbacks, name="api_fallbacks"),
     path("tokens", tokens_api.tokens, name="api_tokens"),
     path("tokens/<int:pk>", tokens_api.token_detail, name="api_token"),
     re_path(r"^.*$", base.not_found, name="api_not_found"),  # JSON, not Django's HTML 404

@@ -1,9 +1,9 @@
 """The LLM settings page: one card per provider kind, edited in place with htmx.
 
 One template (llm/settings/page.html) with partials: `card`, `test_result`,
-`model_field`, `default_form`. Every action is a plain form post that works
-without JavaScript (the view answers with the whole page or a redirect); with
-htmx the same view answers with just the partial that changed.
+`model_field`, `default_form`, `fallbacks` (llm/views/fallbacks.py). Every action is
+a plain form post that works without JavaScript (the view answers with the whole page
+or a redirect); with htmx the same view answers with just the partial that changed.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from django_htmx.middleware import HtmxDetails
 from accounts.models import User
 from llm import connection
 from llm.connection import Check, KeyUnreadable
-from llm.forms import DefaultProviderForm, ProviderConfigForm
+from llm.forms import DefaultProviderForm, ProviderConfigForm, provider_form_data
 from llm.models import ProviderConfig
 from llm.providers import registry
 from llm.providers.base import Credentials, Provider, ProviderError, ProviderSpec
+from llm.views.fallbacks import ChainCard, chain_card
 
 TEMPLATE = "llm/settings/page.html"
 
@@ -98,6 +99,32 @@ class Card:
         return not spec.needs_key and (bool(spec.default_base_url) or not spec.has_base_url)
 
     @property
+    def enabled(self) -> bool:
+        return self.config.enabled if self.config is not None else True
+
+    @property
+    def switchable(self) -> bool:
+        """Whether the card offers its on/off switch: there is something to turn off."""
+        return self.config is not None or self.status == "configured"
+
+    @property
+    def breaker_open(self) -> bool:
+        """Recent failures: turns skip this configuration until `open_until`."""
+        until = self.config.open_until if self.config else None
+        return until is not None and until > timezone.now()
+
+    @property
+    def keep_alive_on(self) -> bool:
+        config = self.config
+        return bool(self.spec.keep_alive) and config is not None and config.keep_alive_minutes > 0
+
+    @property
+    def advanced_open(self) -> bool:
+        """The Advanced section starts open when something in it needs fixing."""
+        form = self.form
+        return form is not None and any(f.errors for f in form.advanced_fields())
+
+    @property
     def status(self) -> str:
         """not_configured | configured | verified | failing"""
         if self.config is None:
@@ -141,7 +168,10 @@ def _page_url(kind: str | None = None) -> str:
     return f"{url}#provider-{kind}" if kind else url
 
 
-def _render_page(request: HtmxHttpRequest, focus: Card | None = None) -> HttpResponse:
+def render_page(
+    request: HtmxHttpRequest, focus: Card | None = None, chain: ChainCard | None = None
+) -> HttpResponse:
+    """The whole page; `focus` and `chain` replace their cards as they are being edited."""
     user = _user(request)
     configs = {c.kind: c for c in ProviderConfig.objects.filter(user=user)}
     cards = []
@@ -156,6 +186,7 @@ def _render_page(request: HtmxHttpRequest, focus: Card | None = None) -> HttpRes
         "cards": cards,
         "default_form": _default_form(user, list(configs)),
         "default_label": _default_label(user),
+        "chain": chain or chain_card(user, configs),
     }
     return render(request, TEMPLATE, context)
 
@@ -165,7 +196,7 @@ def _render_card(request: HtmxHttpRequest, card: Card) -> HttpResponse:
     if request.htmx:
         card.is_default = _user(request).default_provider == card.kind
         return render(request, f"{TEMPLATE}#card", {"card": card})
-    return _render_page(request, card)
+    return render_page(request, card)
 
 
 def _card_and_default(request: HtmxHttpRequest, card: Card) -> HttpResponse:
@@ -205,7 +236,7 @@ def settings_page(request: HtmxHttpRequest) -> HttpResponse:
     if kind in registry.PROVIDERS:
         config = _config_for(_user(request), kind)
         focus = Card(registry.spec(kind), config, mode="edit", form=_form(request, kind, config))
-    return _render_page(request, focus)
+    return render_page(request, focus)
 
 
 @login_required
@@ -271,6 +302,38 @@ def provider_delete(request: HtmxHttpRequest, kind: str) -> HttpResponse:
     if request.htmx:
         return _card_and_default(request, Card(spec, None, notice=notice))
     messages.success(request, notice)
+    return redirect(_page_url(kind))
+
+
+@login_required
+@require_POST
+def provider_enabled(request: HtmxHttpRequest, kind: str) -> HttpResponse:
+    """The card's switch: `enabled=true|false`, validated by the same form as Save."""
+    spec = _spec_or_404(kind)
+    user = _user(request)
+    config = _config_for(user, kind)
+    data, _ = provider_form_data(config or ProviderConfig(user=user, kind=kind), {})
+    data["enabled"] = request.POST.get("enabled", "")
+    instance = copy.copy(config) if config is not None else None
+    form = ProviderConfigForm(data, instance=instance, kind=kind, user=user)
+    if form.is_valid():
+        saved = form.save()
+        notice = (
+            f"{spec.label} is on: the chat offers it."
+            if saved.enabled
+            else f"{spec.label} is off: the chat does not offer it, and fallbacks skip it."
+        )
+        card = Card(spec, saved, notice=notice)
+    else:
+        problem = next(iter(form.errors.values()))[0]
+        card = Card(spec, config, notice=f"Not changed: {problem} Edit the card to fix this.")
+        card.extra["notice_bad"] = True
+    if request.htmx:
+        return _render_card(request, card)
+    if form.is_valid():
+        messages.success(request, card.notice)
+    else:
+        messages.error(request, card.notice)
     return redirect(_page_url(kind))
 
 
@@ -366,7 +429,7 @@ def _finish_check(request: HtmxHttpRequest, plan: _Plan, check: Check) -> HttpRe
             connection.record(config, check)
         if request.htmx:
             return render(request, f"{TEMPLATE}#check_results", {"card": card})
-        return _render_page(request, card)
+        return render_page(request, card)
     if config is not None:
         connection.record(config, check)
     return _render_card(request, card)

@@ -194,6 +194,13 @@ include-path = "/providers/{{kind}}"
 include-method = "PUT"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 
+# A provider and model may appear once in a chain, and a missing, null or empty model
+# is the same step: more than a schema says, so a 400 may answer it.
+[[operations]]
+include-path = "/fallbacks"
+include-method = "PUT"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
+
 # Only a browser session may create tokens: alice's session and its CSRF token.
 [[operations]]
 include-path = "/tokens"
