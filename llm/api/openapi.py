@@ -294,6 +294,33 @@ SCHEMAS: dict[str, Schema] = {
         },
         "additionalProperties": False,
     },
+    "ProviderHealth": _object(
+        window_minutes={"type": "integer", "minimum": 1},
+        since=TIMESTAMP,
+        providers={
+            "type": "array",
+            "items": _object(
+                provider={"type": "string"},
+                label={"type": "string"},
+                requests=COUNT,
+                errors=COUNT,
+                error_rate={"type": "number", "minimum": 0, "maximum": 1},
+                p95_ttft_ms=NULLABLE_NUMBER,
+                open_breakers={
+                    **COUNT,
+                    "description": "configurations turns skip for now",
+                },
+            ),
+        },
+        open_upstreams={
+            "type": "array",
+            "items": _object(
+                address={"type": "string", "description": "scheme://host:port"},
+                retry_at=TIMESTAMP,
+                failure={"type": "string"},
+            ),
+        },
+    ),
     "ChatRequest": {
         "type": "object",
         "required": ["message"],
@@ -526,6 +553,14 @@ PATHS: dict[str, Schema] = {
                 "503": _json("a part is down", _ref("Health")),
             },
             security=NO_AUTH,
+        )
+    },
+    "/health/providers": {
+        "get": _operation(
+            "providersHealth",
+            "Staff only: replies, errors and p95 time to first token per provider kind over "
+            "the last 15 minutes, and the open circuit breakers (others get 404)",
+            {"200": _json("the table", _ref("ProviderHealth")), **_errors(401, 404)},
         )
     },
     "/openapi.json": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from accounts import api as tokens_api
-from llm.api import base, chat, fallbacks, openai_compat, openapi, providers, replies
+from llm.api import base, chat, fallbacks, health, openai_compat, openapi, providers, replies
 
 urlpatterns = [
     path("chat", chat.chat, name="api_chat"),
@@ -15,6 +15,7 @@ urlpatterns = [
     path("conversations/<int:pk>", chat.conversation, name="api_conversation"),
     path("usage", chat.usage, name="api_usage"),
     path("health", chat.health, name="api_health"),
+    path("health/providers", health.providers_health, name="api_health_providers"),
     path("openapi.json", openapi.openapi_json, name="api_openapi"),
     path("providers", providers.providers, name="api_providers"),
     path("providers/<str:kind>", providers.provider, name="api_provider"),

@@ -1,4 +1,5 @@
-"""The staff usage dashboard (/admin/usage/): spend, tokens and speed across everyone."""
+"""The staff usage dashboard (/admin/usage/): spend, tokens and speed across everyone, and
+provider health over the last 15 minutes (llm/health.py, as /api/v1/health/providers)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from llm.health import provider_health
 from llm.models import DailyUsage, Message
 
 PERIODS = (1, 7, 30, 90)
@@ -60,5 +62,6 @@ def usage_dashboard(request: HttpRequest) -> HttpResponse:
             failed=Count("id", filter=Q(status=Message.Status.ERROR)),
         )
         .order_by("-replies"),
+        "health": provider_health(timezone.now()),
     }
     return render(request, "admin/usage_dashboard.html", context)

@@ -56,3 +56,32 @@ def test_clients_are_sent_to_the_admin_sign_in(alice_client: Client) -> None:
 
 def test_admin_index_links_to_the_dashboard(charlie_client: Client) -> None:
     assert reverse("usage_dashboard").encode() in charlie_client.get(reverse("admin:index")).content
+
+
+def test_staff_see_provider_health_of_the_last_15_minutes(
+    charlie_client: Client, alice: User
+) -> None:
+    from llm.models import Conversation, Message, ProviderConfig
+
+    conversation = Conversation.objects.create(user=alice)
+    for status in ("complete", "complete", "complete", "error"):
+        Message.objects.create(
+            conversation=conversation,
+            role="assistant",
+            status=status,
+            provider="anthropic",
+            ttft_ms=250.0,
+        )
+    ProviderConfig.objects.create(
+        user=alice, kind="anthropic", open_until=timezone.now() + timedelta(minutes=1)
+    )
+    body = charlie_client.get(reverse("usage_dashboard")).content.decode()
+    assert "Provider health, last 15 minutes" in body
+    row = body[body.index("<td>Anthropic</td>") :].split("</tr>", 1)[0]
+    cells = [cell.split(">", 1)[1] for cell in row.split("</td>")[1:-1]]
+    assert cells == ["4", "1", "25%", "250 ms", "1"]
+
+
+def test_provider_health_says_when_there_is_nothing(charlie_client: Client) -> None:
+    body = charlie_client.get(reverse("usage_dashboard")).content.decode()
+    assert "No replies and no open breakers in the last 15 minutes." in body
