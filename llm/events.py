@@ -77,14 +77,18 @@ class TurnStarted:
     user_message_id: int
     provider: str
     model: str
+    compare_id: str = ""  # the columns of one compare share it
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "conversation_id": self.conversation_id,
             "message_id": self.message_id,
             "provider": self.provider,
             "model": self.model,
         }
+        if self.compare_id:
+            body["compare_id"] = self.compare_id
+        return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,9 +83,10 @@ def parse_rate(rate: str) -> tuple[int, int]:
         ) from None
 
 
-def check_rate(user_id: int) -> None:
-    """Count one turn (or test connection, or model list) for this person in the current
-    window; refuse past the limit.
+def check_rate(user_id: int, turns: int = 1) -> None:
+    """Count `turns` turns (or a test connection, or a model list) for this person in the
+    current window; refuse past the limit. A compare counts all its replies at once, so
+    either every column starts or none does.
 
     A fixed window per user: one cache increment per turn in the common case.
     """
@@ -94,9 +95,19 @@ def check_rate(user_id: int) -> None:
         return
     now = time.time()
     window = int(now // period)
-    count = _count(f"llm:rate:{user_id}:{window}", period + 1)
+    count = _count(f"llm:rate:{user_id}:{window}", period + 1, turns)
     if count > limit:
         retry_after = max(1.0, (window + 1) * period - now)
+        if turns > 1:
+            _count(f"llm:rate:{user_id}:{window}", period + 1, -turns)  # none of them start
+            left = max(0, limit - (count - turns))
+            raise LimitError(
+                "rate_limited",
+                f"A compare of {turns} replies counts as {turns} messages, and {left} of your "
+                f"{limit} per {_period_words(period)} are left: compare fewer models, or try "
+                f"again in {round(retry_after)} seconds.",
+                retry_after=retry_after,
+            )
         raise LimitError(
             "rate_limited",
             f"You have sent {limit} messages in the last {_period_words(period)} (connection "
@@ -106,8 +117,8 @@ def check_rate(user_id: int) -> None:
         )
 
 
-def _count(key: str, ttl: int) -> int:
-    """Add one to the window's counter, created with `ttl` seconds to live; the new count."""
+def _count(key: str, ttl: int, by: int = 1) -> int:
+    """Add `by` to the window's counter, created with `ttl` seconds to live; the new count."""
     cache = _shared_cache()
     if isinstance(cache, RedisCache):
         # One round trip, atomic: Django's incr is EXISTS then INCR, and the first turn of
@@ -116,13 +127,13 @@ def _count(key: str, ttl: int) -> int:
         full_key = cache.make_and_validate_key(key)
         pipe = _redis_client(cache).pipeline(transaction=True)
         pipe.set(full_key, 0, ex=ttl, nx=True)
-        pipe.incr(full_key)
+        pipe.incr(full_key, by)
         _created, count = pipe.execute()
         return int(count)
     try:
-        return cache.incr(key)
+        return cache.incr(key, by)
     except ValueError:  # first turn in this window
-        return 1 if cache.add(key, 1, ttl) else cache.incr(key)
+        return by if cache.add(key, by, ttl) else cache.incr(key, by)
 
 
 def _period_words(period: int) -> str:

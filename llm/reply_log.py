@@ -84,6 +84,7 @@ def encode(first_seq: int, events: Sequence[Event]) -> str:
                         event.user_message_id,
                         event.provider,
                         event.model,
+                        event.compare_id,
                     ],
                 ]
             )

@@ -115,6 +115,8 @@ def insert_exchange(
     model: str,
     now: dt.datetime,
     reserved_cost: Decimal = Decimal(0),
+    *,
+    compare_id: uuid.UUID | None = None,
 ) -> tuple[int, int]:
     """The user's message and the assistant's `streaming` row, in one INSERT.
 
@@ -124,20 +126,21 @@ def insert_exchange(
     client_id = Message._meta.get_field("client_message_id").get_db_prep_value(
         client_message_id, connection
     )
+    compared = Message._meta.get_field("compare_id").get_db_prep_value(compare_id, connection)
     stamp = _stamp(now)
     columns = (
         "conversation_id, role, content, status, error_code, error_message, provider, "
         "model, input_tokens, output_tokens, cost, reserved_cost, client_message_id, seq, "
-        "created_at, updated_at"
+        "compare_id, created_at, updated_at"
     )
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_table(Message)} ({columns}) VALUES "
-            "(%s, 'user', %s, 'complete', '', '', '', '', 0, 0, 0, 0, %s, 0, %s, %s), "
-            "(%s, 'assistant', '', 'streaming', '', '', %s, %s, 0, 0, 0, %s, NULL, 1, %s, %s) "
-            "RETURNING id, role",
-            [conversation_id, text, client_id, stamp, stamp]
-            + [conversation_id, provider, model, _money(reserved_cost), stamp, stamp],
+            "(%s, 'user', %s, 'complete', '', '', '', '', 0, 0, 0, 0, %s, 0, %s, %s, %s), "
+            "(%s, 'assistant', '', 'streaming', '', '', %s, %s, 0, 0, 0, %s, NULL, 1, %s, "
+            "%s, %s) RETURNING id, role",
+            [conversation_id, text, client_id, compared, stamp, stamp]
+            + [conversation_id, provider, model, _money(reserved_cost), compared, stamp, stamp],
         )
         # RETURNING's row order is not promised (SQLite): tell the rows apart by role.
         ids = {role: int(pk) for pk, role in cursor.fetchall()}

@@ -66,6 +66,8 @@ class Ask:
     temperature: float | None
     max_tokens: int | None
     render_html: bool
+    compare_id: uuid.UUID | None = None  # one column of a compare (llm/compare.py)
+    rate_counted: bool = False  # a compare counted all its columns against the rate at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class Plan:
     message_id: int
     first: Target
 
+    compare_id: uuid.UUID | None = None
+
     def started(self) -> TurnStarted:
         return TurnStarted(
             self.conversation_id,
@@ -118,6 +122,7 @@ class Plan:
             self.user_message_id,
             self.first.kind,
             self.first.model,
+            str(self.compare_id) if self.compare_id else "",
         )
 
 
@@ -228,7 +233,8 @@ def _refused(exc: limits.LimitError) -> TurnError:
 
 def _start_once(ask: Ask) -> Plan | Replay:
     try:
-        limits.check_rate(ask.user.pk)
+        if not ask.rate_counted:
+            limits.check_rate(ask.user.pk)
     except limits.LimitError as exc:
         raise _refused(exc) from None
     now = timezone.now()
@@ -285,7 +291,14 @@ def _start_once(ask: Ask) -> Plan | Replay:
         except limits.LimitError as exc:
             raise _refused(exc) from None
         asked, answer = turn_sql.insert_exchange(
-            conversation_id, ask.text, ask.client_message_id, ask.kind, model, now, reserve
+            conversation_id,
+            ask.text,
+            ask.client_message_id,
+            ask.kind,
+            model,
+            now,
+            reserve,
+            compare_id=ask.compare_id,
         )
     first = _target(ask.kind, model, config, request)
     return Plan(
@@ -293,6 +306,7 @@ def _start_once(ask: Ask) -> Plan | Replay:
         user_message_id=asked,
         message_id=answer,
         first=dataclasses.replace(first, blocked=breakers.gate(config, first.server, now)),
+        compare_id=ask.compare_id,
     )
 
 
@@ -425,7 +439,14 @@ def _replay(ask: Ask, conversation_id: int, user_message_id: int) -> Replay:
             "busy", "That message is still being answered: wait for the reply to finish."
         )
     finished = stored_reply(reply, render_html=ask.render_html)
-    started = TurnStarted(conversation_id, reply.pk, user_message_id, reply.provider, reply.model)
+    started = TurnStarted(
+        conversation_id,
+        reply.pk,
+        user_message_id,
+        reply.provider,
+        reply.model,
+        str(reply.compare_id) if reply.compare_id else "",
+    )
     return Replay(started=started, finished=finished)
 
 

@@ -187,6 +187,8 @@ class Turn:
         temperature: float | None,
         max_tokens: int | None,
         render_html: bool,
+        compare_id: uuid.UUID | None = None,
+        rate_counted: bool = False,
     ) -> None:
         self.user = user
         self.text = text
@@ -200,6 +202,8 @@ class Turn:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.render_html = render_html
+        self.compare_id = compare_id
+        self.rate_counted = rate_counted
         self.seq = 0  # the number of the last event yielded (or stored, on a stop)
         self.result: TurnFinished | None = None
         self._events: AsyncGenerator[Event, None] | None = None
@@ -273,6 +277,8 @@ class Turn:
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             render_html=self.render_html,
+            compare_id=self.compare_id,
+            rate_counted=self.rate_counted,
         )
 
     def _next(self, event: T) -> T:
@@ -569,6 +575,8 @@ def run_turn(
     temperature: float | None = None,
     max_tokens: int | None = None,
     render_html: bool = True,
+    compare_id: uuid.UUID | None = None,
+    rate_counted: bool = False,
 ) -> Turn:
     """A turn for `user` saying `text`. Nothing happens until it is iterated.
 
@@ -589,4 +597,6 @@ def run_turn(
         temperature=temperature,
         max_tokens=max_tokens,
         render_html=render_html,
+        compare_id=compare_id,
+        rate_counted=rate_counted,
     )

@@ -11,6 +11,7 @@ urlpatterns = [
     path("conversations/<int:pk>/", chat.conversation, name="conversation"),
     path("conversations/<int:pk>/delete/", chat.conversation_delete, name="conversation_delete"),
     path("chat/picker/", chat.widget_picker, name="widget_picker"),
+    path("compare/", chat.compare, name="compare"),
     path("settings/llm/", settings_views.settings_page, name="settings_llm"),
     path("settings/llm/default/", settings_views.default_provider, name="settings_default"),
     path("settings/llm/fallbacks/", fallbacks.fallbacks, name="settings_fallbacks"),

@@ -65,20 +65,24 @@ def sse(name: str, data: dict[str, Any], seq: int | None = None) -> str:
     return f"{head}event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-async def reply_events(items: AsyncIterator[tuple[int, Event]]) -> AsyncIterator[str]:
+async def reply_events(
+    items: AsyncIterator[tuple[int, Event]], message_id: int | None = None
+) -> AsyncIterator[str]:
     """A reply's events as SSE (docs/api.md): `start`, `waiting`, `thinking`, `delta`…,
-    `done` or `error`, each
-    with `id: <seq>` so that a client resumes with Last-Event-ID."""
+    `done` or `error`, each with `id: <seq>` so that a client resumes with Last-Event-ID.
+    With `message_id` (a compare's columns share one stream) every event names its reply."""
+    mine = f'"message_id": {message_id}, ' if message_id is not None else ""
+    named = {"message_id": message_id} if message_id is not None else {}
     async for seq, event in items:
         if type(event) is TextDelta:
             # The hot path: one json.dumps of the text, no dict.
-            yield f'id: {seq}\nevent: delta\ndata: {{"text": {json.dumps(event.text)}}}\n\n'
+            yield f'id: {seq}\nevent: delta\ndata: {{{mine}"text": {json.dumps(event.text)}}}\n\n'
         elif type(event) is ThinkingDelta:
-            yield sse("thinking", {"text": event.text}, seq)
+            yield sse("thinking", {**named, "text": event.text}, seq)
         elif isinstance(event, TurnStarted):
             yield sse("start", event.as_dict(), seq)
         elif isinstance(event, TurnWaiting):
-            yield sse("waiting", {"ahead": event.ahead}, seq)
+            yield sse("waiting", {**named, "ahead": event.ahead}, seq)
         elif isinstance(event, TurnFinished):
             body = event.as_dict()
             if event.status == "error":

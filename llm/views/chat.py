@@ -165,28 +165,43 @@ def conversation_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return redirect("conversations")
 
 
-@login_required
-@require_GET
-def widget_picker(request: HttpRequest) -> HttpResponse:
-    """The widget's provider and model choices: the person's configured providers + local."""
-    configs = {c.kind: c for c in ProviderConfig.objects.filter(user=_user(request), enabled=True)}
+def picker_choices(user: User) -> list[dict[str, Any]]:
+    """The providers a person can ask (configured and on, plus the local model), each
+    with its model, a few model names, and whether its breaker is open."""
+    configs = {c.kind: c for c in ProviderConfig.objects.filter(user=user, enabled=True)}
     choices = []
     for kind, entry in registry.PROVIDERS.items():
         config = configs.get(kind)
         if kind != registry.LOCAL and config is None:
             continue
         model = config.effective_model if config else entry.spec.default_model
-        models = sorted({model, entry.spec.default_model})
         choices.append(
             {
                 "kind": kind,
                 "label": entry.spec.label,
                 "model": model,
-                "models": models,
+                "models": sorted({model, entry.spec.default_model}),
                 "failing": config.failing_label() if config else "",
             }
         )
+    return choices
+
+
+@login_required
+@require_GET
+def widget_picker(request: HttpRequest) -> HttpResponse:
+    """The widget's provider and model choices: the person's configured providers + local."""
+    choices = picker_choices(_user(request))
     default = _user(request).default_provider
     if default not in {c["kind"] for c in choices}:
         default = registry.LOCAL
     return render(request, "llm/widget.html#picker", {"choices": choices, "selected_kind": default})
+
+
+@login_required
+@require_GET
+def compare(request: HttpRequest) -> HttpResponse:
+    """One message to 2-4 models side by side (static/coppertone/compare.js runs it)."""
+    choices = picker_choices(_user(request))
+    rows = [choices[n % len(choices)]["kind"] if n < len(choices) else "" for n in range(4)]
+    return render(request, "llm/compare.html", {"choices": choices, "rows": rows})
