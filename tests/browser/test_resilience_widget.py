@@ -109,3 +109,24 @@ def test_a_queued_reply_shows_its_place_and_the_picker_names_a_failing_provider(
         holder.join(30)
     option = page.locator("#cw-provider option[value=openai]")
     expect(option).to_contain_text("failing, retrying at")
+
+
+def test_a_card_whose_breaker_is_open_says_until_when(
+    page: Any, live_url: str, alice: User, fake_openai: FakeOpenAI, artifacts: Path
+) -> None:
+    until = timezone.now() + dt.timedelta(minutes=3)
+    configure(
+        alice,
+        fake_openai,
+        "openai",
+        failures=3,
+        open_until=until,
+        failure="OpenAI refused the API key (401): check it in Settings.",
+    )
+    sign_in(page, live_url, "alice")
+    page.goto(f"{live_url}/settings/llm/")
+
+    badge = page.locator("#provider-openai .breaker")
+    expect(badge).to_have_text(f"failing, retrying at {timezone.localtime(until):%H:%M}")
+    assert "refused the API key" in (badge.get_attribute("title") or "")
+    page.locator("#provider-openai").screenshot(path=str(artifacts / "settings-breaker-open.png"))
