@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -195,6 +196,7 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     # Names a conversation a transport keeps reopening (an MQTT device's session).
     external_key = models.CharField(max_length=200, blank=True)
+    pinned = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -484,3 +486,38 @@ class EvaluationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.evaluation} #{self.prompt_index} {self.target}"
+
+
+def _attachment_path(instance: Attachment, filename: str) -> str:
+    # Per person, under a random name: the name people gave it stays in `name`.
+    return f"attachments/{instance.user_id}/{uuid.uuid4().hex}"
+
+
+class Attachment(models.Model):
+    """A file a person attached: stored as uploaded, with what the model is sent (the
+    extracted text, or the image itself). Deleted with its conversation."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text"  # text, Markdown, code, CSV, and a PDF's extracted text
+        IMAGE = "image"  # PNG, JPEG, WebP, GIF, for vision models
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    file = models.FileField(upload_to=_attachment_path)
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100, help_text="Sniffed from the bytes.")
+    size = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    text = models.TextField(blank=True, help_text="What a text or PDF file reads as.")
+    # Set when a message is sent with it; until then it is the person's upload alone.
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name
