@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import _thread
 import io
-import threading
 from typing import Any
 
 import pytest
@@ -73,21 +72,33 @@ def test_provider_error_keeps_the_message_and_fails(fake_openai: FakeOpenAI) -> 
     assert Message.objects.get(role="assistant").error_code == "provider_auth"
 
 
+class CtrlCAfterFirstDelta(io.StringIO):
+    """stdout that presses Ctrl-C once the first text of the reply has been printed:
+    the interrupt lands mid-reply by construction, not by a timer racing the stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pressed = False
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if text.strip() and not self.pressed:
+            self.pressed = True
+            _thread.interrupt_main()  # SIGINT: asyncio's runner cancels the turn
+        return written
+
+
 def test_ctrl_c_stops_the_reply_and_keeps_the_partial_text(fake_openai: FakeOpenAI) -> None:
     fake_openai.reply(chunks=[f"w{i} " for i in range(100)], delay=0.05)
-    # Ctrl-C one second in: asyncio's runner cancels the turn, as in a terminal.
-    timer = threading.Timer(1.0, _thread.interrupt_main)
-    timer.start()
-    try:
-        out, err = chat("Count", user="alice", provider="openai")
-    finally:
-        timer.cancel()
+    out, err = CtrlCAfterFirstDelta(), io.StringIO()
+    call_command("chat", "Count", user="alice", provider="openai", stdout=out, stderr=err)
 
+    assert out.pressed
     reply = Message.objects.get(role="assistant")
     assert reply.status == "stopped"
-    assert reply.content.startswith("w0 w1 ") and len(reply.content) < len("w00 ") * 100
-    assert out.startswith(reply.content)
-    assert f"the {len(reply.content)} characters so far are kept" in err
+    assert reply.content.startswith("w0 ") and len(reply.content) < len("w00 ") * 100
+    assert out.getvalue().startswith(reply.content)
+    assert f"the {len(reply.content)} characters so far are kept" in err.getvalue()
     assert fake_openai.wait_closed(2.0)
 
 
