@@ -22,15 +22,18 @@ ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DEBUG=off \
     DATA_DIR=/app/data \
-    WEB_CONCURRENCY=2 \
     FORWARDED_ALLOW_IPS=127.0.0.1
 RUN DEBUG=off python manage.py collectstatic --noinput
 USER coppertone
 EXPOSE 8000
+# /api/v1/health answers 503 naming the part that is down (database, channel layer).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4).status != 200)"]
 # Migrations run once per deploy (e.g. `docker run IMAGE python manage.py migrate`);
 # each container then serves HTTP and WebSockets with several ASGI workers.
 # X-Forwarded-For/-Proto are believed only from FORWARDED_ALLOW_IPS (the proxy's
 # addresses, comma-separated): from anyone else they would fake the client's address
 # (the per-IP sign-in limit) and HTTPS. `exec`: uvicorn is PID 1 and so gets
 # `docker stop`'s SIGTERM itself, which ends running replies cleanly.
-CMD ["sh", "-c", "exec uvicorn coppertone.asgi:application --host 0.0.0.0 --port 8000 --workers \"${WEB_CONCURRENCY}\" --proxy-headers --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS}\" --no-server-header"]
+# Workers: WEB_CONCURRENCY, or one per core.
+CMD ["sh", "-c", "exec uvicorn coppertone.asgi:application --host 0.0.0.0 --port 8000 --workers \"${WEB_CONCURRENCY:-$(nproc)}\" --proxy-headers --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS}\" --no-server-header"]
