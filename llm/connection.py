@@ -77,12 +77,19 @@ async def count_request(user_id: int) -> None:
 
 
 async def run_check(
-    provider: Provider, creds: Credentials, *, user_id: int, names: bool = False
+    provider: Provider,
+    creds: Credentials,
+    *,
+    user_id: int,
+    names: bool = False,
+    counted: bool = True,
 ) -> Check:
     """Ping (adapters ping by listing models, so the count comes with it); with `names`, also
     fetch the names, which fill the model picker on the settings page. Raises Throttled
-    past the person's rate limit, before anything is sent."""
-    await count_request(user_id)
+    past the person's rate limit, before anything is sent. `counted=False` is for the
+    operator's checks (`manage.py llm_check`): they are not the person's doing."""
+    if counted:
+        await count_request(user_id)
     try:
         ping = await provider.ping(creds)
     except ProviderError as error:
@@ -107,6 +114,16 @@ async def run_check(
             models = []
     count = len(models) if models or ping.models is None else ping.models
     return Check(ok=True, latency_ms=round(ping.latency_ms, 1), models=models, count=count)
+
+
+async def check_stored(config: ProviderConfig, *, counted: bool = True) -> Check:
+    """Test connection for a saved configuration as it is stored: a key that no longer
+    decrypts is a failed check in words, not an exception. Raises Throttled when counted."""
+    try:
+        creds = credentials(config)
+    except KeyUnreadable as unreadable:
+        return Check(ok=False, code="provider_auth", message=str(unreadable))
+    return await run_check(config.provider(), creds, user_id=config.user_id, counted=counted)
 
 
 async def fetch_models(provider: Provider, creds: Credentials, *, user_id: int) -> list[str]:
