@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from llm.views import chat, fallbacks
+from llm.views import evaluations as evaluation_views
 from llm.views import settings as settings_views
 
 urlpatterns = [
@@ -12,6 +13,16 @@ urlpatterns = [
     path("conversations/<int:pk>/delete/", chat.conversation_delete, name="conversation_delete"),
     path("chat/picker/", chat.widget_picker, name="widget_picker"),
     path("compare/", chat.compare, name="compare"),
+    path("evaluations/", evaluation_views.evaluations_page, name="evaluations"),
+    path("evaluations/<int:pk>/", evaluation_views.evaluation_report, name="evaluation"),
+    path("evaluations/<int:pk>/stop/", evaluation_views.evaluation_stop, name="evaluation_stop"),
+    path(
+        "evaluations/<int:pk>/resume/", evaluation_views.evaluation_resume, name="evaluation_resume"
+    ),
+    path("evaluations/<int:pk>/export.csv", evaluation_views.evaluation_csv, name="evaluation_csv"),
+    path(
+        "evaluations/<int:pk>/export.json", evaluation_views.evaluation_json, name="evaluation_json"
+    ),
     path("settings/llm/", settings_views.settings_page, name="settings_llm"),
     path("settings/llm/default/", settings_views.default_provider, name="settings_default"),
     path("settings/llm/fallbacks/", fallbacks.fallbacks, name="settings_fallbacks"),
