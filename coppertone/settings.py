@@ -8,12 +8,14 @@ secrets); `coppertone.checks` explains any missing piece.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -65,6 +67,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "django_htmx",
     "template_partials",
     "accounts",
@@ -73,6 +76,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that a preflight is answered before anything can redirect or refuse it.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -80,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "llm.logs.record_user_middleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -200,7 +206,8 @@ CSRF_COOKIE_SAMESITE = "Lax"
 # Behind a TLS-terminating proxy in production.
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
+    # Health checks and Prometheus scrape the workers directly, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
@@ -209,18 +216,58 @@ if not DEBUG:
     if env.bool("SECURE_PROXY_SSL_HEADER", default=True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# "plain" lines for people, or "json": one JSON object a line, each with its request id
+# (llm/logs.py), plus one line per HTTP request (which the server logs itself otherwise).
+LOG_FORMAT: str = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    # Every handler redacts key shapes, whatever a message or a traceback holds.
-    "filters": {"redact": {"()": "llm.redaction.RedactSecrets"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "llm.logs.JsonFormatter"},
+    },
+    # Every handler redacts key shapes, whatever a message, its fields or a traceback holds.
+    "filters": {
+        "request_id": {"()": "llm.logs.RequestIdFilter"},
+        "redact": {"()": "llm.redaction.RedactSecrets"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id", "redact"],
+        }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "coppertone.access": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"},
+    },
 }
+
+# --- operations ----------------------------------------------------------------
+
+# Prometheus metrics (llm/metrics.py): each process writes its values to files here and
+# GET /metrics adds every process's up. Keep it on the machine's own disk (a tmpfs is
+# best), one per machine or container: the files are named by process id.
+PROMETHEUS_MULTIPROC_DIR = Path(
+    env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "prometheus"))
+)
+# prometheus-client reads the directory from the environment only; the workers a server
+# starts inherit it from there too.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+# Who may read /metrics: a direct request (not through a proxy) from these networks, or
+# anyone sending "Authorization: Bearer <METRICS_TOKEN>". Anyone else gets a 404.
+METRICS_ALLOWED_NETWORKS: list[str] = env.list(
+    "METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1"]
+)
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+# Cross-origin requests (django-cors-headers), for /api/v1/ and /v1/ only and from these
+# origins only (none by default): bearer tokens, no cookies, never the pages.
+CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(?:api/)?v1/"
+CORS_ALLOW_HEADERS = (*default_headers, "last-event-id", "x-request-id")
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
 
 # --- LLM hub -----------------------------------------------------------------
 

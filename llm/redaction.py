@@ -28,6 +28,10 @@ _SHAPES = [
 ]  # fmt: skip
 
 
+# What every LogRecord has; anything else on one came as `extra` fields (JSON logs show them).
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
 def redact(text: str) -> str:
     for pattern, replacement in _SHAPES:
         text = pattern.sub(replacement, text)
@@ -35,11 +39,17 @@ def redact(text: str) -> str:
 
 
 class RedactSecrets(logging.Filter):
-    """Redacts the finished message, the traceback and the stack of every record."""
+    """Redacts the finished message, its extra text fields, the traceback and the stack
+    of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
         record.args = None
+        fields = record.__dict__
+        for name in fields.keys() - _STANDARD:
+            value = fields[name]
+            if type(value) is str:
+                fields[name] = redact(value)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -10,7 +10,9 @@ disconnect cancelling the view) is Django's own ASGIHandler.
 
 The security headers the middleware would have added (SecurityMiddleware's nosniff,
 Referrer-Policy, Cross-Origin-Opener-Policy and HSTS, X-Frame-Options, a CSP) are a
-fixed list built once from the settings and set on every response here: no hop.
+fixed list built once from the settings and set on every response here: no hop. CORS
+(an allowlist of origins, off by default) is django-cors-headers' own middleware, which
+runs async and so costs no hop either.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import IO, Any, cast
 
+from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
+
+from llm.logs import record_user
 
 OPENAI_PREFIX = "/v1/"
 
@@ -73,9 +78,9 @@ class LeanASGIHandler(ASGIHandler):
         self._exception_middleware: list[Any] = []
         get_response = getattr(self, "_get_response_async")  # noqa: B009 (not in the stubs)
         # It wraps an async function, so it returns an awaitable (the stubs allow both).
+        handler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
         chain = cast(
-            Callable[[HttpRequest], Awaitable[HttpResponseBase]],
-            convert_exception_to_response(get_response),
+            handler, CorsMiddleware(cast(handler, convert_exception_to_response(get_response)))
         )
         self.headers = security_headers()
         hsts = hsts_header()
@@ -86,6 +91,7 @@ class LeanASGIHandler(ASGIHandler):
             # As SecurityMiddleware: HSTS only over HTTPS (SECURE_PROXY_SSL_HEADER counts).
             if hsts and request.is_secure():
                 response.headers.setdefault("Strict-Transport-Security", hsts)
+            record_user(request)  # for the request's log line (llm/logs.py)
             return response
 
         self._middleware_chain = secured
