@@ -105,6 +105,35 @@ def production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 
 @register()
+def operations_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Metrics access and the log format (llm/api/metrics.py, llm/logs.py)."""
+    from llm.api.metrics import parse_networks
+
+    problems: list[CheckMessage] = []
+    try:
+        parse_networks(tuple(settings.METRICS_ALLOWED_NETWORKS))
+    except ValueError as exc:
+        problems.append(
+            Error(
+                f"METRICS_ALLOWED_NETWORKS: {exc}; until it is fixed, /metrics answers "
+                "only requests with METRICS_TOKEN.",
+                hint="For example METRICS_ALLOWED_NETWORKS=127.0.0.0/8,::1,10.1.0.0/16.",
+                id="coppertone.E010",
+            )
+        )
+    if settings.LOG_FORMAT not in ("plain", "json"):
+        problems.append(
+            Error(
+                f"LOG_FORMAT={settings.LOG_FORMAT!r} is not a log format; plain lines are "
+                "written instead.",
+                hint="Set LOG_FORMAT=json for one JSON object a line, or leave it unset.",
+                id="coppertone.E011",
+            )
+        )
+    return problems
+
+
+@register()
 def local_model(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Say at startup, not at the first chat, that the embedded model cannot load."""
     from llm.models import provider_options

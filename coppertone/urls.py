@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as accounts_views
+from llm.api.metrics import metrics
 from llm.api.urls import openai_urlpatterns
 from llm.views.dashboard import usage_dashboard
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("llm.api.urls")),
     path("v1/", include(openai_urlpatterns)),
+    path("metrics", metrics, name="metrics"),
     path("settings/tokens/", accounts_views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke/", accounts_views.token_revoke, name="token_revoke"),
     path("", include("llm.urls")),

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from llm import metrics
 from llm.events import TurnError
 from llm.models import ProviderConfig, Upstream
 
@@ -160,7 +161,10 @@ def failed(config: ProviderConfig | None, server: str, error: TurnError, now: dt
         ProviderConfig.objects.filter(pk=config.pk).update(
             failures=F("failures") + 1, failure=error.message
         )
-        ProviderConfig.objects.filter(pk=config.pk, failures__gte=opens_at).update(open_until=until)
+        opened = ProviderConfig.objects.filter(pk=config.pk, failures__gte=opens_at).update(
+            open_until=until
+        )
+        metrics.breaker_opened("configuration", opened)
     if server and error.code in SERVER_CODES:
         row, created = Upstream.objects.get_or_create(
             address=server, defaults={"failures": 1, "failure": error.message}
@@ -169,7 +173,8 @@ def failed(config: ProviderConfig | None, server: str, error: TurnError, now: dt
             Upstream.objects.filter(pk=row.pk).update(
                 failures=F("failures") + 1, failure=error.message
             )
-        Upstream.objects.filter(pk=row.pk, failures__gte=opens_at).update(open_until=until)
+        opened = Upstream.objects.filter(pk=row.pk, failures__gte=opens_at).update(open_until=until)
+        metrics.breaker_opened("server", opened)
         servers.forget()
 
 

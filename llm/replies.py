@@ -32,7 +32,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import User
-from llm import keep_alive, reply_log, trips, turn_sql
+from llm import keep_alive, logs, metrics, reply_log, trips, turn_sql
 from llm.events import Event, TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import Message
 from llm.turn_trips import stored_reply
@@ -219,6 +219,7 @@ class Runner:
                         assert task is not None
                         reply = Reply(event, turn.user.pk, task)
                         self.replies[reply.message_id] = reply
+                        metrics.reply_started()
                         self._maintain_soon()
                         started.set_result(reply)
                     reply.append(event)
@@ -244,6 +245,7 @@ class Runner:
                 self._ended(reply)
 
     def _ended(self, reply: Reply) -> None:
+        metrics.reply_ended()
         if self.log is not None:
             self._mark_dirty(reply.message_id)
         asyncio.get_running_loop().call_later(KEEP_SECONDS, self._forget, reply)
@@ -310,7 +312,9 @@ class Runner:
     async def _ensure_running(self) -> None:
         if self.log is not None and (self._listener is None or self._listener.done()):
             self._listening = asyncio.get_running_loop().create_future()
-            self._listener = asyncio.create_task(self._listen(self.log, self._listening))
+            self._listener = asyncio.create_task(
+                self._listen(self.log, self._listening), context=logs.detached()
+            )
         if self._listening is not None and not self._listening.done():
             # Subscribed before the first reply starts, so no Stop for it is missed.
             await asyncio.wait([self._listening], timeout=2.0)
@@ -319,7 +323,8 @@ class Runner:
         """Run the maintainer while replies are kept, if there is anything to maintain."""
         needed = self.log is not None or settings.LLM_UNWATCHED_REPLY_SECONDS
         if needed and (self._maintainer is None or self._maintainer.done()):
-            self._maintainer = asyncio.create_task(self._maintain())
+            # Detached: it serves every reply, so its lines carry no one request's id.
+            self._maintainer = asyncio.create_task(self._maintain(), context=logs.detached())
 
     def _mark_dirty(self, message_id: int) -> None:
         dirty = self._dirty
@@ -416,7 +421,9 @@ class Runner:
         """Run this worker's keep-alive pings (llm/keep_alive.py) from now on, once. Each
         worker runs them; a claim per configuration keeps it to one ping per interval."""
         if self._keep_alive is None and not self._closing:
-            self._keep_alive = asyncio.create_task(self._keep_alive_rounds())
+            self._keep_alive = asyncio.create_task(
+                self._keep_alive_rounds(), context=logs.detached()
+            )
 
     async def _keep_alive_rounds(self) -> None:
         await asyncio.sleep(keep_alive.TICK_SECONDS)  # the worker's start is busy enough

@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from llm import breakers, limits, pricing, render, trips, turn_sql
+from llm import breakers, limits, metrics, pricing, render, trips, turn_sql
 from llm.events import Attempt, TurnError, TurnFinished, TurnStarted
 from llm.models import DEFAULT_MAX_TOKENS, Conversation, FallbackEntry, Message, ProviderConfig
 from llm.providers import registry
@@ -228,6 +228,7 @@ def _live_window() -> dt.timedelta:
 
 
 def _refused(exc: limits.LimitError) -> TurnError:
+    metrics.refused(exc.code)
     return TurnError(exc.code, exc.message, retry_after=exc.retry_after)
 
 

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from accounts.models import User
-from llm import capacity, crypto, reply_cache
+from llm import capacity, crypto, logs, metrics, reply_cache
 from llm.events import (
     Attempt,
     Event,
@@ -397,7 +397,7 @@ class Turn:
             return
         line: asyncio.Queue[int] = asyncio.Queue()
         slot = capacity.slot(target.slot_key, limit, waiting=line.put_nowait, shared=target.shared)
-        async for ahead in _in_line(slot, line):
+        async for ahead in metrics.queued(target.server or target.kind, _in_line(slot, line)):
             yield self._next(TurnWaiting(ahead))
         try:
             async for event in self._relay(provider.stream(target.request, credentials), stream):
@@ -505,6 +505,8 @@ class Turn:
                 await asyncio.sleep(pause)
         else:
             self.result = await finish_trip(ask, plan, outcome)
+        metrics.turn_ended(self.result)
+        logs.turn_ended(self.result, ask.user.pk)
         if status == COMPLETE and stream.cache_key and not stream.cached:
             try:
                 await reply_cache.put_trip(stream.cache_key, outcome.content, outcome.thinking)
