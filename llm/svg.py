@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH = 640
-LABEL_WIDTH = 220
-BAR_LEFT = LABEL_WIDTH + 8
-BAR_SPACE = 320  # the longest bar; the rest of the width is for its value
+WIDTH = 480
+BAR_LEFT = 2
+BAR_SPACE = 380  # the longest bar; the rest of the width is for its value
 BAR_HEIGHT = 16
 BAR_GAP = 3
-GROUP_GAP = 14
+LABEL_HEIGHT = 18  # each group's label sits above its bars, so long names fit
+GROUP_GAP = 10
 LEGEND_HEIGHT = 26
-LABEL_CHARS = 32
+LABEL_CHARS = 60
 
 Series = tuple[str, Sequence[float | None]]  # (name, one value a label; None: no value)
 
@@ -46,8 +46,8 @@ def bar_chart(
     values = [v for _name, row in series for v in row if v is not None]
     scale = top if top else max(values, default=0.0) or 1.0
     legend = LEGEND_HEIGHT if len(series) > 1 else 0
-    group = len(series) * BAR_HEIGHT + (len(series) - 1) * BAR_GAP
-    height = legend + len(labels) * (group + GROUP_GAP) + GROUP_GAP // 2
+    group = LABEL_HEIGHT + len(series) * BAR_HEIGHT + (len(series) - 1) * BAR_GAP
+    height = legend + len(labels) * (group + GROUP_GAP)
     parts: list[str] = []
     if legend:
         x = BAR_LEFT
@@ -65,19 +65,16 @@ def bar_chart(
             x += 18 + 9 * len(name) + 24
     words: list[str] = []
     for index, label in enumerate(labels):
-        y = legend + GROUP_GAP // 2 + index * (group + GROUP_GAP)
+        y = legend + index * (group + GROUP_GAP)
         parts.append(
             format_html(
-                '<text class="label" x="{}" y="{}" text-anchor="end">{}</text>',
-                LABEL_WIDTH,
-                y + group / 2 + 4,
-                _short(label),
+                '<text class="label" x="{}" y="{}">{}</text>', BAR_LEFT, y + 13, _short(label)
             )
         )
         said: list[str] = []
         for number, (name, row) in enumerate(series):
             value = row[index] if index < len(row) else None
-            bar_y = y + number * (BAR_HEIGHT + BAR_GAP)
+            bar_y = y + LABEL_HEIGHT + number * (BAR_HEIGHT + BAR_GAP)
             text = "no value" if value is None else shown(value)
             said.append(f"{name} {text}" if len(series) > 1 else text)
             length = 0.0 if value is None else max(0.0, min(value / scale, 1.0)) * BAR_SPACE
@@ -101,15 +98,6 @@ def bar_chart(
                 )
             )
         words.append(f"{label}: {', '.join(said)}")
-    parts.append(
-        format_html(
-            '<line class="axis" x1="{}" y1="{}" x2="{}" y2="{}"/>',
-            BAR_LEFT,
-            legend,
-            BAR_LEFT,
-            height,
-        )
-    )
     return format_html(
         '<svg class="chart" role="img" viewBox="0 0 {} {}" width="{}" height="{}" '
         'aria-labelledby="{}-title {}-desc">'

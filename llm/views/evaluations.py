@@ -9,6 +9,7 @@ evaluation is a 404 on every path.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
@@ -32,6 +33,7 @@ from llm import evaluations, svg
 from llm.evaluations import RUN_FIELDS, EvaluationError, Report, run_dict
 from llm.models import Evaluation, Message
 from llm.turns import MAX_TOKENS
+from llm.views.chat import cost_label
 
 LIST_TEMPLATE = "llm/evaluations.html"
 REPORT_TEMPLATE = "llm/evaluations_report.html"
@@ -43,6 +45,9 @@ MAX_CELLS = 1000
 MAX_REPEAT = 10
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 16
+TIME_TITLE = "Total time per model, p50 and p95"
+SUCCESS_TITLE = "Success rate per model (complete replies)"
+CHECKS_TITLE = "Checks passed per model"
 # Characters that make a spreadsheet read a cell as a formula (model output is untrusted).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -223,12 +228,18 @@ def _percent(value: float) -> str:
     return f"{value:.0f}%"
 
 
-def charts(report: Report) -> list[SafeString]:
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    svg: SafeString
+
+
+def charts(report: Report) -> list[Chart]:
     labels = [row.target for row in report.models]
-    return [
+    drawn = [
         svg.bar_chart(
             chart_id="chart-time",
-            title="Total time per model, p50 and p95",
+            title=TIME_TITLE,
             labels=labels,
             series=[
                 ("p50", [row.latency_p50_ms for row in report.models]),
@@ -238,7 +249,7 @@ def charts(report: Report) -> list[SafeString]:
         ),
         svg.bar_chart(
             chart_id="chart-success",
-            title="Success rate per model (complete replies)",
+            title=SUCCESS_TITLE,
             labels=labels,
             series=[("success", [row.success_percent for row in report.models])],
             shown=_percent,
@@ -246,12 +257,16 @@ def charts(report: Report) -> list[SafeString]:
         ),
         svg.bar_chart(
             chart_id="chart-checks",
-            title="Checks passed per model",
+            title=CHECKS_TITLE,
             labels=labels,
             series=[("checks", [row.checks_percent for row in report.models])],
             shown=_percent,
             top=100.0,
         ),
+    ]
+    return [
+        Chart(title, chart)
+        for title, chart in zip((TIME_TITLE, SUCCESS_TITLE, CHECKS_TITLE), drawn, strict=True)
     ]
 
 
@@ -269,6 +284,7 @@ def _context(evaluation: Evaluation) -> dict[str, Any]:
         "evaluation": evaluation,
         "report": report,
         "charts": charts(report),
+        "summary": [(row, cost_label(row.cost)) for row in report.models],
         "running": evaluation.status == Evaluation.Status.RUNNING,
         "resumable": evaluation.status != Evaluation.Status.RUNNING and report.done < report.total,
     }
