@@ -22,7 +22,7 @@ from accounts.models import User
 from llm import pricing
 from llm.evaluations import parse_prompts, report
 from llm.management.commands.evaluate import Command
-from llm.models import Evaluation, EvaluationRun, Message, ModelPrice
+from llm.models import Evaluation, EvaluationRun, FallbackEntry, Message, ModelPrice
 from tests.engine.conftest import configure
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
@@ -329,3 +329,36 @@ def test_help_has_an_example() -> None:
     text = Command().create_parser("manage.py", "evaluate").format_help()
     assert "manage.py evaluate --prompts prompts.jsonl" in text
     assert '"expect_contains"' in text and "--resume 7" in text
+
+
+def test_the_rate_limit_is_waited_out_not_failed(prompts_file: Path, settings: Any) -> None:
+    settings.LLM_RATE_LIMIT = "3/s"
+    evaluate("--prompts", str(prompts_file), "--models", FAKES, "--user", "alice")
+    evaluation = Evaluation.objects.get()
+    assert evaluation.status == "done"
+    assert {r.status for r in evaluation.runs.all()} == {"complete"}
+    assert evaluation.runs.count() == 10
+
+
+def test_an_answer_from_the_fallback_chain_is_not_the_models(
+    prompts_file: Path, alice: User, fake_openai: FakeOpenAI
+) -> None:
+    FallbackEntry.objects.create(user=alice, position=0, provider="anthropic")
+    fake_openai.fail(500)
+    evaluate("--prompts", str(prompts_file), "--models", "openai", "--user", "alice")
+
+    runs = list(EvaluationRun.objects.all())
+    assert len(runs) == 5 and {r.status for r in runs} == {"error"}
+    assert "anthropic/claude-3-5-haiku answered instead, from your fallback chain" in runs[0].error
+    assert all(r.checks_passed == 0 for r in runs)
+
+
+def test_a_prompt_the_engine_refuses_is_that_cells_error(tmp_path: Path) -> None:
+    path = tmp_path / "nul.jsonl"
+    path.write_text(json.dumps({"prompt": "a\u0000b"}) + "\n" + json.dumps({"prompt": "fine"}))
+    evaluate("--prompts", str(path), "--models", "anthropic", "--user", "alice")
+
+    refused, fine = EvaluationRun.objects.order_by("prompt_index")
+    assert refused.status == "error" and "NUL character" in refused.error
+    assert refused.message is None and fine.status == "complete"
+    assert Evaluation.objects.get().status == "done"

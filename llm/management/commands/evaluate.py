@@ -87,10 +87,7 @@ class Command(BaseCommand):
             raise CommandError("--max-tokens must be 1 or more.")
 
         evaluation = self._resumed(options) if options["resume"] else self._new(options)
-        if concurrency is not None and concurrency != evaluation.concurrency:
-            evaluation.concurrency = concurrency
-            evaluation.save(update_fields=["concurrency"])
-        self._run(evaluation, force=options["force"])
+        self._run(evaluation, force=options["force"], concurrency=concurrency)
 
     # --- which evaluation ----------------------------------------------------------------
 
@@ -170,7 +167,7 @@ class Command(BaseCommand):
 
     # --- running ---------------------------------------------------------------------------
 
-    def _run(self, evaluation: Evaluation, *, force: bool) -> None:
+    def _run(self, evaluation: Evaluation, *, force: bool, concurrency: int | None) -> None:
         pk = evaluation.pk
         resume = f"manage.py evaluate --resume {pk}"
         if not evaluations.claim(pk, force=force):
@@ -179,6 +176,10 @@ class Command(BaseCommand):
                 f"wait for it, or press Stop on its page. If the process running it died, "
                 f"take it over with {resume} --force."
             )
+        if concurrency is not None and concurrency != evaluation.concurrency:
+            # How many at once is this run's choice; a later resume keeps it.
+            evaluation.concurrency = concurrency
+            evaluation.save(update_fields=["concurrency"])
         cap = settings.LLM_MAX_CONCURRENT_REPLIES
         at_once = evaluations.concurrency_for(evaluation)
         if at_once < evaluation.concurrency:
