@@ -176,7 +176,10 @@ def test_timeout_bounds_each_check_and_checks_run_at_once(
 
     assert status == 1
     assert [r["error"] for r in json.loads(out)] == [
-        {"code": "provider_timeout", "message": "No answer within 1 seconds (--timeout)."}
+        {
+            "code": "provider_timeout",
+            "message": "The provider did not answer within 1 s: is it up and reachable?",
+        }
     ] * 2
     assert took < 1.9  # both waited their second side by side, not one after the other
 

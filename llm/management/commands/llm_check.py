@@ -97,7 +97,8 @@ class Command(BaseCommand):
 
         checks = asyncio.run(_check_all(configs, timeout=timeout, concurrency=concurrency))
         for config, check in zip(configs, checks, strict=True):
-            connection.record(config, check)
+            if check.code != "internal":  # our own failure says nothing about the card
+                connection.record(config, check)
         rows = [_row(config, check) for config, check in zip(configs, checks, strict=True)]
         if options["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
@@ -140,7 +141,9 @@ async def _check_all(
                 return Check(
                     ok=False,
                     code="provider_timeout",
-                    message=f"No answer within {timeout:g} seconds (--timeout).",
+                    message=(
+                        f"The provider did not answer within {timeout:g} s: is it up and reachable?"
+                    ),
                 )
             except Exception as exc:
                 # One broken check must not hide the others' outcomes.
