@@ -1,6 +1,6 @@
 """Evaluations: one prompt set asked of several models, each answer an ordinary reply.
 
-    parse_prompts(text)           the JSONL prompt set, or PromptsError naming the line
+    llm/prompt_sets.py            the JSONL prompt set and its checks
     resolve_targets(user, names)  "provider/model" names, or EvaluationError
     create(...) / claim(...)      an Evaluation, and the right to run it
     run(evaluation_id)            asks every cell (prompt x model x repeat) with no run yet
@@ -14,10 +14,8 @@ without a run: the one_run_per_cell constraint makes resuming ask each cell exac
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,18 +29,17 @@ from accounts.models import User
 from llm import replies, trips
 from llm.events import TurnError, TurnFinished
 from llm.models import Evaluation, EvaluationRun, Message, ProviderConfig
+from llm.prompt_sets import listed, score
 from llm.providers import registry
-from llm.turns import MAX_TOKENS, run_turn
+from llm.turns import run_turn
 
 __all__ = [
     "EvaluationError",
     "ModelSummary",
-    "PromptsError",
     "Report",
     "claim",
     "create",
     "offered_targets",
-    "parse_prompts",
     "report",
     "resolve_targets",
     "run",
@@ -51,10 +48,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("prompt", "system", "expect_contains", "expect_regex", "max_tokens")
-MAX_PATTERN_CHARS = 500
 TARGET_CHARS = 240  # EvaluationRun.target
-EXAMPLE = '{"prompt": "Name a primary colour.", "expect_contains": ["red"]}'
 SETTINGS_PAGE = "/settings/llm/"
 # How often a running evaluation looks for a Stop pressed on its page (any worker).
 WATCH_SECONDS = 1.0
@@ -74,120 +68,11 @@ Progress = Callable[[int, int], None]  # (cells done, cells in all)
 
 
 class EvaluationError(Exception):
-    """Words a person can act on: a bad argument, a model not set up, already running."""
+    """Words a person can act on: a model that does not exist or is not set up."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class PromptsError(EvaluationError):
-    pass
-
-
-# --- the prompt set ----------------------------------------------------------------------
-
-
-def _strings(value: Any, name: str, line: int) -> list[str]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-        raise PromptsError(
-            f'Line {line}: "{name}" must be a string or a list of non-empty strings.'
-        )
-    return list(items)
-
-
-def _prompt(body: Any, line: int) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise PromptsError(
-            f"Line {line} is a JSON {type(body).__name__}, not an object: write it as {EXAMPLE}."
-        )
-    unknown = [key for key in body if key not in FIELDS]
-    if unknown:
-        raise PromptsError(
-            f'Line {line} has an unknown field "{unknown[0]}": the fields are {", ".join(FIELDS)}.'
-        )
-    text = body.get("prompt")
-    if not isinstance(text, str) or not text.strip():
-        raise PromptsError(f'Line {line} has no "prompt" (a non-empty string): {EXAMPLE}.')
-    prompt: dict[str, Any] = {"prompt": text}
-    system = body.get("system")
-    if system is not None:
-        if not isinstance(system, str):
-            raise PromptsError(f'Line {line}: "system" must be a string.')
-        prompt["system"] = system
-    if "expect_contains" in body:
-        prompt["expect_contains"] = _strings(body["expect_contains"], "expect_contains", line)
-    if "expect_regex" in body:
-        patterns = _strings(body["expect_regex"], "expect_regex", line)
-        for pattern in patterns:
-            if len(pattern) > MAX_PATTERN_CHARS:
-                raise PromptsError(
-                    f"Line {line}: an expect_regex is {len(pattern)} characters; the limit "
-                    f"is {MAX_PATTERN_CHARS}."
-                )
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise PromptsError(
-                    f"Line {line}: expect_regex {pattern!r} is not a valid regular "
-                    f"expression ({exc})."
-                ) from None
-        prompt["expect_regex"] = patterns
-    if "max_tokens" in body:
-        limit = body["max_tokens"]
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_TOKENS:
-            raise PromptsError(
-                f'Line {line}: "max_tokens" must be a whole number from 1 to {MAX_TOKENS}.'
-            )
-        prompt["max_tokens"] = limit
-    return prompt
-
-
-def parse_prompts(text: str, *, source: str = "The prompt set") -> list[dict[str, Any]]:
-    """One JSON object a line (blank lines skipped), checked field by field."""
-    prompts: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            body = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptsError(
-                f"Line {number} is not valid JSON ({exc.msg} at column {exc.colno}): each "
-                f"line must be one JSON object, such as {EXAMPLE}."
-            ) from None
-        prompts.append(_prompt(body, number))
-    if not prompts:
-        raise PromptsError(
-            f"{source} has no prompts: write one JSON object a line, such as {EXAMPLE}."
-        )
-    return prompts
-
-
-def decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise PromptsError("The prompt file is not UTF-8 text: save it as UTF-8 JSONL.") from None
-
-
-def _listed(prompt: dict[str, Any], name: str) -> list[str]:
-    """A check's strings, also from a prompt stored by hand (a string for a one-item list)."""
-    value = prompt.get(name) or []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
-def score(prompt: dict[str, Any], content: str, complete: bool) -> tuple[int, int]:
-    """(checks passed, checks in all). A reply that did not complete passes none."""
-    contains, patterns = _listed(prompt, "expect_contains"), _listed(prompt, "expect_regex")
-    total = len(contains) + len(patterns)
-    if not complete:
-        return 0, total
-    folded = content.casefold()
-    passed = sum(needle.casefold() in folded for needle in contains)
-    passed += sum(re.search(pattern, content) is not None for pattern in patterns)
-    return passed, total
 
 
 # --- which models ------------------------------------------------------------------------
@@ -685,8 +570,8 @@ class PromptResult:
 
     @property
     def checks(self) -> list[str]:
-        return [f"contains “{c}”" for c in _listed(self.prompt, "expect_contains")] + [
-            f"matches /{p}/" for p in _listed(self.prompt, "expect_regex")
+        return [f"contains “{c}”" for c in listed(self.prompt, "expect_contains")] + [
+            f"matches /{p}/" for p in listed(self.prompt, "expect_regex")
         ]
 
 

@@ -20,9 +20,10 @@ from django.db import connection
 
 from accounts.models import User
 from llm import pricing
-from llm.evaluations import parse_prompts, report
+from llm.evaluations import report
 from llm.management.commands.evaluate import Command
 from llm.models import Evaluation, EvaluationRun, FallbackEntry, Message, ModelPrice
+from llm.prompt_sets import parse_prompts
 from tests.engine.conftest import configure
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI

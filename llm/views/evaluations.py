@@ -29,7 +29,7 @@ from django_htmx.http import HttpResponseClientRefresh
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from llm import evaluations, svg
+from llm import evaluations, prompt_sets, svg
 from llm.evaluations import RUN_FIELDS, EvaluationError, Report, run_dict
 from llm.models import Evaluation, Message
 from llm.turns import MAX_TOKENS
@@ -120,8 +120,8 @@ class EvaluationForm(forms.Form):
                 f"{MAX_UPLOAD_BYTES // 1024 // 1024} MB: split it into smaller sets."
             )
         try:
-            return evaluations.parse_prompts(evaluations.decode(upload.read()), source="The file")
-        except EvaluationError as exc:
+            return prompt_sets.parse_prompts(prompt_sets.decode(upload.read()), source="The file")
+        except prompt_sets.PromptsError as exc:
             raise forms.ValidationError(exc.message) from None
 
     def clean(self) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from accounts.models import User
-from llm import evaluations
+from llm import evaluations, prompt_sets
 from llm.evaluations import EvaluationError, Report
 from llm.models import Evaluation
+from llm.prompt_sets import PromptsError
 
 MAX_REPEAT = 100
 MAX_CONCURRENCY = 64
@@ -132,15 +133,15 @@ class Command(BaseCommand):
         user = self._user(options["user"])
         path = Path(options["prompts"])
         try:
-            text = evaluations.decode(path.read_bytes())
-            prompts = evaluations.parse_prompts(text, source=str(path))
+            text = prompt_sets.decode(path.read_bytes())
+            prompts = prompt_sets.parse_prompts(text, source=str(path))
         except FileNotFoundError:
             raise CommandError(
                 f"There is no file {path}: give the path of a JSONL file of prompts."
             ) from None
         except OSError as exc:
             raise CommandError(f"{path} cannot be read: {exc.strerror}.") from None
-        except EvaluationError as exc:
+        except PromptsError as exc:
             raise CommandError(f"{path}: {exc.message}") from None
         try:
             targets = evaluations.resolve_targets(user, options["models"].split(","))
