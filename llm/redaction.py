@@ -48,8 +48,11 @@ class RedactSecrets(logging.Filter):
         fields = record.__dict__
         for name in fields.keys() - _STANDARD:
             value = fields[name]
-            if type(value) is str:
+            if isinstance(value, str):
                 fields[name] = redact(value)
+            elif not isinstance(value, int | float | None):
+                # An object (django.request's `request`) is shown by its text: clean that.
+                fields[name] = redact(str(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
