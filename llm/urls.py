@@ -5,6 +5,7 @@ from django.urls import path
 from llm.views import chat, fallbacks
 from llm.views import evaluations as evaluation_views
 from llm.views import settings as settings_views
+from llm.views import usage as usage_views
 
 urlpatterns = [
     path("", chat.home, name="home"),
@@ -23,6 +24,7 @@ urlpatterns = [
     path(
         "evaluations/<int:pk>/export.json", evaluation_views.evaluation_json, name="evaluation_json"
     ),
+    path("settings/usage/", usage_views.usage_page, name="settings_usage"),
     path("settings/llm/", settings_views.settings_page, name="settings_llm"),
     path("settings/llm/default/", settings_views.default_provider, name="settings_default"),
     path("settings/llm/fallbacks/", fallbacks.fallbacks, name="settings_fallbacks"),
