@@ -22,7 +22,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from llm import replies
+from llm import presets, replies
 from llm.events import (
     Event,
     TextDelta,
@@ -100,7 +100,7 @@ def finished_frame(seq: int, result: TurnFinished) -> str:
 class SendFrame:
     """A validated `send` frame; raises TurnError (bad_request) with words for the person."""
 
-    __slots__ = ("client_message_id", "conversation_id", "model", "provider", "text")
+    __slots__ = ("client_message_id", "conversation_id", "model", "preset", "provider", "text")
 
     def __init__(self, data: dict[str, Any]) -> None:
         text = data.get("text")
@@ -110,6 +110,7 @@ class SendFrame:
         self.conversation_id = _optional_id(data, "conversation_id")
         self.provider: str | None = _optional_str(data, "provider")
         self.model: str | None = _optional_str(data, "model")
+        self.preset: int | None = _optional_id(data, "preset")
         raw_id = data.get("client_message_id")
         self.client_message_id: uuid.UUID | None = None
         if raw_id not in (None, ""):
@@ -225,16 +226,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _send(self, frame: SendFrame) -> None:
         if self.starting is not None and not self.starting.done():
             raise TurnError("busy", "Your last message is still being sent: wait a moment.")
+        self.stop_when_started = False
+        self.starting = asyncio.create_task(self._start_sent(frame))
+
+    async def _start_sent(self, frame: SendFrame) -> None:
+        # The preset is read inside the starting task: a bare Stop or a second send
+        # meanwhile is handled as for any reply that has not begun.
+        try:
+            chosen = await presets.for_turn(
+                self.user, frame.preset, provider=frame.provider, model=frame.model
+            )
+        except TurnError as error:
+            await self._send_quietly(error_frame(error))
+            return
         turn = run_turn(
             self.user,
             frame.text,
             conversation_id=frame.conversation_id,
-            provider=frame.provider,
-            model=frame.model,
             client_message_id=frame.client_message_id,
+            **chosen.turn_kwargs(),
         )
-        self.stop_when_started = False
-        self.starting = asyncio.create_task(self._start(turn))
+        await self._start(turn)
 
     async def _start(self, turn: Turn) -> None:
         try:

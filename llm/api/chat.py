@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from accounts.models import User
-from llm import replies
+from llm import presets, replies
 from llm.api import streaming
 from llm.api.base import (
     STATUS_FOR_CODE,
@@ -59,7 +59,7 @@ def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
 # --- POST /api/v1/chat -------------------------------------------------------------------
 
 
-def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
+async def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
     data = read_json(request)
     message = data.get("message")
     if not isinstance(message, str):
@@ -70,15 +70,20 @@ def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
     except ValueError:
         raise ApiError("bad_request", "client_message_id must be a UUID.") from None
     wants_stream = bool(_optional(data, "stream", bool))
-    model = _optional(data, "model", str)
+    user = user_of(request)
+    chosen = await presets.for_turn(
+        user,
+        _optional(data, "preset", int),
+        provider=_optional(data, "provider", str),
+        model=_optional(data, "model", str),
+    )
     turn = run_turn(
-        user_of(request),
+        user,
         message,
         conversation_id=_optional(data, "conversation_id", int),
-        provider=_optional(data, "provider", str),
-        model=model,
         client_message_id=client_message_id,
         render_html=wants_stream,  # only the SSE `done` event carries html
+        **chosen.turn_kwargs(),
     )
     return turn, wants_stream
 
@@ -98,7 +103,7 @@ async def chat(request: HttpRequest) -> HttpResponse:
     """A reply that outlives the request: a client that leaves can follow it again with
     GET /api/v1/replies/{message_id}/events, and only a Stop ends it early."""
     allow(request, "POST")
-    turn, stream = _turn_for(request)
+    turn, stream = await _turn_for(request)
     reply = await replies.start(turn)  # a refusal is raised here, before anything started
     if stream:
         return streaming.sse_response(streaming.reply_events(reply.follow()))

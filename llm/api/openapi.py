@@ -30,6 +30,7 @@ from llm.forms import (
     MIN_TIMEOUT_SECONDS,
 )
 from llm.models import Message, Thinking
+from llm.presets import MAX_NAME_CHARS, MAX_PLACEHOLDERS
 from llm.providers import registry
 
 Schema = dict[str, Any]
@@ -338,6 +339,14 @@ SCHEMAS: dict[str, Schema] = {
                 "caller's default, else the local model.",
             },
             "model": {"type": ["string", "null"], "pattern": NO_NUL},
+            "preset": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": BIGINT,
+                "description": "A preset of the caller's or a published one: its provider, "
+                "model, system prompt, temperature and max tokens, where provider and model "
+                "are not sent. Any other is 404.",
+            },
             "client_message_id": {"type": ["string", "null"], "format": "uuid"},
             "stream": {"type": ["boolean", "null"]},
         },
@@ -766,6 +775,170 @@ PATHS: dict[str, Schema] = {
         "delete": _operation("revokeToken", "Revoke it", {**NO_CONTENT, **_errors(401, 403, 404)}),
     },
 }
+
+# --- presets and prompt templates (llm/api/presets.py) -----------------------------------------
+
+NAME_IN = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": SHOWN}
+PUBLISHED_IN = {
+    "type": "boolean",
+    "description": "staff only: true from anyone else is a 400",
+}
+OWNED_FIELDS: Schema = {
+    "id": {"type": "integer"},
+    "name": {"type": "string"},
+    "published": {"type": "boolean"},
+    "mine": {"type": "boolean", "description": "false: published by staff, read-only to you"},
+    "created_at": TIMESTAMP,
+    "updated_at": TIMESTAMP,
+}
+PRESET_IN: Schema = {
+    "name": NAME_IN,
+    "provider": {"enum": KINDS},
+    "model": {
+        "type": ["string", "null"],
+        "maxLength": MAX_MODEL_CHARS,
+        "pattern": NO_NUL,
+        "description": "empty or null: the model on that provider's card",
+    },
+    "system_prompt": {
+        "type": ["string", "null"],
+        "maxLength": MAX_SYSTEM_PROMPT_CHARS,
+        "pattern": NO_NUL,
+        "description": "empty or null: the card's system prompt",
+    },
+    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+    "max_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": 32000},
+    "published": PUBLISHED_IN,
+}
+TEMPLATE_IN: Schema = {
+    "name": NAME_IN,
+    "text": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": settings.LLM_MAX_MESSAGE_CHARS,
+        "pattern": SHOWN,
+        "description": "with {placeholders} (letters, digits, underscores); {{ and }} are "
+        f"literal braces; at most {MAX_PLACEHOLDERS} different placeholders",
+    },
+    "published": PUBLISHED_IN,
+}
+
+
+def _body_of(properties: Schema, required: list[str], description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description,
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+SCHEMAS.update(
+    {
+        "Preset": _object(
+            **OWNED_FIELDS,
+            provider={"enum": KINDS},
+            model={"type": "string", "description": "empty: the model on that provider's card"},
+            system_prompt={"type": "string", "description": "empty: the card's system prompt"},
+            temperature={"type": ["number", "null"], "minimum": 0, "maximum": 2},
+            max_tokens={"type": ["integer", "null"], "minimum": 1, "maximum": 32000},
+        ),
+        "PresetList": _object(presets={"type": "array", "items": _ref("Preset")}),
+        "PresetCreate": _body_of(
+            PRESET_IN, ["name", "provider"], "A name is unique among the caller's presets."
+        ),
+        "PresetUpdate": _body_of(
+            PRESET_IN, [], "Omitted fields keep their stored values; null empties a field."
+        ),
+        "TemplatePart": {
+            "oneOf": [
+                _object(text={"type": "string", "description": "literal text, braces as shown"}),
+                _object(placeholder={"type": "string", "description": "a name to fill in"}),
+            ]
+        },
+        "Template": _object(
+            **OWNED_FIELDS,
+            text={"type": "string"},
+            placeholders={
+                "type": "array",
+                "items": {"type": "string"},
+                "maxItems": MAX_PLACEHOLDERS,
+                "description": "each name once, in the order they first appear",
+            },
+            parts={
+                "type": "array",
+                "items": _ref("TemplatePart"),
+                "description": "the text in order: join the texts and the values filled in",
+            },
+        ),
+        "TemplateList": _object(templates={"type": "array", "items": _ref("Template")}),
+        "TemplateCreate": _body_of(
+            TEMPLATE_IN,
+            ["name", "text"],
+            "Unbalanced braces or a bad placeholder name is a 400 that says where.",
+        ),
+        "TemplateUpdate": _body_of(TEMPLATE_IN, [], "Omitted fields keep their stored values."),
+    }
+)
+
+
+def _library_paths(plural: str, one: str, title: str) -> dict[str, Schema]:
+    """The same five operations for presets and templates."""
+    get_op, put_op, delete_op = f"get{title}", f"update{title}", f"delete{title}"
+    item_links = {
+        f"Get{title}": (get_op, "id", "/id"),
+        f"Update{title}": (put_op, "id", "/id"),
+        f"Delete{title}": (delete_op, "id", "/id"),
+    }
+    listed = {
+        f"Get{title}": (get_op, "id", f"/{plural}/0/id"),
+        f"Update{title}": (put_op, "id", f"/{plural}/0/id"),
+    }
+    return {
+        f"/{plural}": {
+            "get": _operation(
+                f"list{title}s",
+                f"The caller's {plural}, then those staff published (mine: false)",
+                {
+                    "200": _with_links(_json("them", _ref(f"{title}List")), **listed),
+                    **_errors(401),
+                },
+            ),
+            "post": _operation(
+                f"create{title}",
+                f"Create a {one} of the caller's",
+                {
+                    "201": _with_links(_json("as saved", _ref(title)), **item_links),
+                    **_errors(400, 401, 403),
+                },
+                requestBody=_body(f"{title}Create"),
+            ),
+        },
+        f"/{plural}/{{id}}": {
+            "parameters": [_path_param("id", ID, f"a {one} id")],
+            "get": _operation(
+                get_op,
+                f"One {one}: the caller's, or one staff published",
+                {"200": _json("it", _ref(title)), **_errors(401, 404)},
+            ),
+            "put": _operation(
+                put_op,
+                f"Change a {one} of the caller's (anyone else's, published or not, is 404)",
+                {"200": _json("as saved", _ref(title)), **_errors(400, 401, 403, 404)},
+                requestBody=_body(f"{title}Update", required=False),
+            ),
+            "delete": _operation(
+                delete_op,
+                f"Delete a {one} of the caller's (anyone else's is 404)",
+                {**NO_CONTENT, **_errors(401, 403, 404)},
+            ),
+        },
+    }
+
+
+PATHS.update(_library_paths("presets", "preset", "Preset"))
+PATHS.update(_library_paths("templates", "template", "Template"))
 
 DOCUMENT: Schema = {
     "openapi": "3.1.0",

@@ -6,6 +6,7 @@ from django.urls import path, re_path
 
 from accounts import api as tokens_api
 from llm.api import base, chat, fallbacks, health, openai_compat, openapi, providers, replies
+from llm.api import presets as presets_api
 
 urlpatterns = [
     path("chat", chat.chat, name="api_chat"),
@@ -22,6 +23,10 @@ urlpatterns = [
     path("providers/<str:kind>/test", providers.provider_test, name="api_provider_test"),
     path("providers/<str:kind>/models", providers.provider_models, name="api_provider_models"),
     path("fallbacks", fallbacks.fallbacks, name="api_fallbacks"),
+    path("presets", presets_api.preset_list, name="api_presets"),
+    path("presets/<int:pk>", presets_api.preset_detail, name="api_preset"),
+    path("templates", presets_api.template_list, name="api_templates"),
+    path("templates/<int:pk>", presets_api.template_detail, name="api_template"),
     path("tokens", tokens_api.tokens, name="api_tokens"),
     path("tokens/<int:pk>", tokens_api.token_detail, name="api_token"),
     re_path(r"^.*$", base.not_found, name="api_not_found"),  # JSON, not Django's HTML 404

@@ -22,6 +22,7 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
 from llm import render as markdown
+from llm import usage
 from llm.models import Conversation, Message, ProviderConfig
 from llm.providers import registry
 
@@ -195,7 +196,10 @@ def widget_picker(request: HttpRequest) -> HttpResponse:
     default = _user(request).default_provider
     if default not in {c["kind"] for c in choices}:
         default = registry.LOCAL
-    return render(request, "llm/widget.html#picker", {"choices": choices, "selected_kind": default})
+    context = {"choices": choices, "selected_kind": default}
+    # The budget rides on the picker, which the widget loads anyway: no request per message.
+    context["budget_warning"] = usage.warning_for(_user(request))
+    return render(request, "llm/widget.html#picker", context)
 
 
 @login_required

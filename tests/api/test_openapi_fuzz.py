@@ -42,7 +42,14 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from accounts.models import ApiToken, User
-from llm.models import Conversation, DailyUsage, Message, ProviderConfig
+from llm.models import (
+    Conversation,
+    DailyUsage,
+    Message,
+    Preset,
+    PromptTemplate,
+    ProviderConfig,
+)
 from tests.live import serving
 
 RUN_SECONDS = 180  # the whole CLI run, a hard stop; it takes under a minute
@@ -147,6 +154,8 @@ def _seed(alice: User) -> None:
         provider="openai",
         model="gpt-4o",
     )
+    Preset.objects.create(user=alice, name="Seeded", provider="openai", temperature=0.2)
+    PromptTemplate.objects.create(user=alice, name="Seeded", text="Translate {text} {{as is}}")
     DailyUsage.objects.create(
         user=alice,
         day=timezone.localdate(),
@@ -176,6 +185,13 @@ max-examples = 25
 
 [checks.not_a_server_error]
 expected-statuses = ["2xx", "3xx", "4xx"]
+
+# A name is unique to its owner, only staff may publish, and a template's braces must
+# balance: more than a schema says, so a 400 may answer them. First, and by operation id
+# alone: an entry's include filters match when any one does, and the first entry wins.
+[[operations]]
+include-operation-id = ["createPreset", "updatePreset", "createTemplate", "updateTemplate"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 
 [[operations]]
 include-path = "/chat"
