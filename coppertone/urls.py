@@ -6,10 +6,11 @@ from django.urls import include, path
 from accounts import views as accounts_views
 from llm.api.metrics import metrics
 from llm.api.urls import openai_urlpatterns
-from llm.views.dashboard import usage_dashboard
+from llm.views.dashboard import usage_dashboard, usage_export
 
 urlpatterns = [
     path("admin/usage/", usage_dashboard, name="usage_dashboard"),
+    path("admin/usage/export.csv", usage_export, name="usage_export"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("llm.api.urls")),

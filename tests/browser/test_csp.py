@@ -148,7 +148,7 @@ def test_staff_pages_and_the_admin_report_no_violation(
     page.goto(f"{live_url}/admin/")
     expect(page.get_by_role("link", name="Usage dashboard")).to_be_visible()
     page.get_by_role("link", name="Usage dashboard").click()
-    expect(page.locator("svg.usage-bar rect").last).to_be_attached()
+    expect(page.locator("svg.chart rect").last).to_be_attached()
 
     page.goto(f"{live_url}/admin/accounts/user/")
     page.locator("#action-toggle").check()  # the admin's actions.js
