@@ -37,6 +37,7 @@ from llm.api.base import (
 from llm.events import TurnError, TurnFinished
 from llm.models import Conversation, DailyUsage, Message
 from llm.turns import Turn, run_turn
+from llm.usage import budget as month_budget
 
 MAX_PAGE = 200
 MAX_DAYS = 366
@@ -230,6 +231,8 @@ def _usage(user: User, days: int) -> dict[str, Any]:
         "per_provider": [
             {"provider": r["provider"], "model": r["model"], **_totals(r)} for r in per_provider
         ],
+        # As the usage page and the widget say it (llm/usage.py).
+        "budget": month_budget(user, today).as_dict(),
     }
 
 

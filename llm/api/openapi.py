@@ -415,6 +415,18 @@ SCHEMAS: dict[str, Schema] = {
                 **TOTALS,
             ),
         },
+        budget=_ref("UsageBudget"),
+    ),
+    "UsageBudget": _object(
+        monthly_budget={**COST, "type": ["string", "null"], "description": "US dollars a month"},
+        spent={**COST, "description": "US dollars this month"},
+        left={**COST, "type": ["string", "null"]},
+        used_percent={"type": ["integer", "null"], "minimum": 0},
+        resets_on={"type": "string", "format": "date"},
+        warning={
+            "type": ["string", "null"],
+            "description": "From 80% of the budget on, the words the widget shows.",
+        },
     ),
     "Token": _object(**TOKEN_FIELDS),
     "TokenList": _object(tokens={"type": "array", "items": _ref("Token")}),
