@@ -4,6 +4,7 @@ from django.urls import path
 
 from llm.views import chat, fallbacks
 from llm.views import evaluations as evaluation_views
+from llm.views import presets as presets_views
 from llm.views import settings as settings_views
 from llm.views import usage as usage_views
 
@@ -25,6 +26,20 @@ urlpatterns = [
         "evaluations/<int:pk>/export.json", evaluation_views.evaluation_json, name="evaluation_json"
     ),
     path("settings/usage/", usage_views.usage_page, name="settings_usage"),
+    path("settings/presets/", presets_views.presets_page, name="settings_presets"),
+    path("settings/presets/<int:pk>/", presets_views.preset_item, name="settings_preset"),
+    path(
+        "settings/presets/<int:pk>/delete/",
+        presets_views.preset_delete,
+        name="settings_preset_delete",
+    ),
+    path("settings/templates/", presets_views.templates_page, name="settings_templates"),
+    path("settings/templates/<int:pk>/", presets_views.template_item, name="settings_template"),
+    path(
+        "settings/templates/<int:pk>/delete/",
+        presets_views.template_delete,
+        name="settings_template_delete",
+    ),
     path("settings/llm/", settings_views.settings_page, name="settings_llm"),
     path("settings/llm/default/", settings_views.default_provider, name="settings_default"),
     path("settings/llm/fallbacks/", fallbacks.fallbacks, name="settings_fallbacks"),
