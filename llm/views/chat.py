@@ -21,9 +21,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
+from llm import presets, usage
 from llm import render as markdown
-from llm import usage
-from llm.models import Conversation, Message, ProviderConfig
+from llm.models import Conversation, Message, Preset, ProviderConfig
 from llm.providers import registry
 
 PAGE_SIZE = 50
@@ -196,10 +196,26 @@ def widget_picker(request: HttpRequest) -> HttpResponse:
     default = _user(request).default_provider
     if default not in {c["kind"] for c in choices}:
         default = registry.LOCAL
-    context = {"choices": choices, "selected_kind": default}
+    context = {"choices": choices, "selected_kind": default, **_preset_choices(_user(request))}
     # The budget rides on the picker, which the widget loads anyway: no request per message.
     context["budget_warning"] = usage.warning_for(_user(request))
     return render(request, "llm/widget.html#picker", context)
+
+
+def _preset_choices(user: User) -> dict[str, list[dict[str, Any]]]:
+    """The picker's Preset menu: the person's own, then those staff published."""
+    mine: list[dict[str, Any]] = []
+    published: list[dict[str, Any]] = []
+    for preset in presets.usable(Preset, user):
+        spec = registry.PROVIDERS.get(preset.provider)
+        label = spec.spec.label if spec else preset.provider
+        entry = {
+            "id": preset.pk,
+            "name": preset.name,
+            "summary": f"{label} · {preset.model}" if preset.model else label,
+        }
+        (mine if preset.user_id == user.pk else published).append(entry)
+    return {"my_presets": mine, "published_presets": published}
 
 
 @login_required

@@ -34,7 +34,7 @@
     try {
       localStorage.setItem(STORE_KEY, JSON.stringify({
         conversationId: state.conversationId, open: !panel.hidden,
-        provider: saved.provider, model: saved.model
+        provider: saved.provider, model: saved.model, preset: saved.preset
       }));
     } catch (e) { /* private mode: nothing to keep */ }
   }
@@ -114,6 +114,7 @@
     fillModels(saved.provider === select.value ? saved.model : null);
     select.addEventListener("change", function () { fillModels(null); remember(); });
     $("cw-model").addEventListener("change", remember);
+    initPreset();
   }
   function fillModels(model) {
     var option = $("cw-provider").selectedOptions[0];
@@ -131,10 +132,44 @@
   }
   function choice() {
     var select = $("cw-provider"), model = $("cw-model");
+    var preset = presetChoice();
+    // A preset decides the provider and model: sending them too would override it.
+    if (preset) return { preset: preset, provider: null, model: null };
     return {
       provider: select ? select.value : saved.provider || null,
       model: model ? model.value.trim() || null : saved.model || null
     };
+  }
+
+  // --- presets: the picker's Preset menu (present once the person has or sees one) ---
+  // Picking one sends `preset` with each message; the provider and model fields rest.
+  function initPreset() {
+    var select = $("cw-preset");
+    if (!select) { saved.preset = null; return; }
+    if (saved.preset && select.querySelector('option[value="' + CSS.escape(String(saved.preset)) + '"]')) {
+      select.value = String(saved.preset);
+    }
+    select.addEventListener("change", function () { saved.preset = select.value || null; save(); showPreset(); });
+    showPreset();
+  }
+  function showPreset() {
+    var select = $("cw-preset"), option = select.selectedOptions[0];
+    var on = Boolean(select.value);
+    $("cw-provider").disabled = on;
+    $("cw-model").disabled = on;
+    var tip = $("cw-preset-tip");
+    if (!tip) {
+      tip = el("p", "cw-tip");
+      tip.id = "cw-preset-tip";
+      select.closest(".cw-preset-field").after(tip);
+    }
+    tip.hidden = !on;
+    tip.textContent = on ? "Uses " + (option.dataset.summary || "the preset's model") +
+      " with the preset's system prompt and sampling." : "";
+  }
+  function presetChoice() {
+    var select = $("cw-preset");
+    return select && select.value ? Number(select.value) : null;
   }
 
   // --- conversations: list, open one, start a new one ---
@@ -346,7 +381,7 @@
     announce("Sent. The assistant is typing.");
     state.socket.send(JSON.stringify({
       type: "send", text: text, conversation_id: state.conversationId,
-      provider: pick.provider, model: pick.model, client_message_id: clientId
+      provider: pick.provider, model: pick.model, preset: pick.preset || null, client_message_id: clientId
     }));
     toBottom();
     return true;
