@@ -51,8 +51,11 @@ def test_usage_page_shows_the_month_and_the_budget(
     page: Any, live_url: str, alice_near_budget: User, artifacts: Path
 ) -> None:
     sign_in(page, live_url, "alice")
-    page.goto(f"{live_url}/settings/usage/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    settings_nav = page.get_by_role("navigation", name="Settings")
+    settings_nav.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
+    expect(settings_nav.get_by_role("link", name="Usage")).to_have_attribute("aria-current", "page")
     expect(page.locator(".usage-budget")).to_contain_text("82% of this month's")
     expect(page.get_by_role("img", name="Cost per day")).to_be_visible()
     expect(page.get_by_role("img", name="Tokens per day")).to_be_visible()
