@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import User
-from llm import limits, replies, trips
+from llm import limits, metrics, replies, trips
 from llm.events import TurnError
 from llm.providers import registry
 from llm.turns import run_turn
@@ -96,6 +96,7 @@ async def start(
     try:
         await check_rate_trip(user.pk, len(wanted))
     except limits.LimitError as exc:
+        metrics.refused(exc.code)
         raise TurnError(exc.code, exc.message, retry_after=exc.retry_after) from None
     compare_id = (
         uuid.uuid5(client_message_id, "compare") if client_message_id is not None else uuid.uuid4()

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import User
-from llm import metrics, pricing, replies
+from llm import compare, metrics, pricing, replies
 from llm.events import TurnError, TurnFinished
 from llm.models import Message, ModelPrice
 from llm.turns import run_turn
@@ -234,3 +234,16 @@ def test_model_labels_are_redacted_and_bounded(monkeypatch: pytest.MonkeyPatch) 
     assert own("coppertone_turns_total", provider=kind, model="second", status="complete") == 1
     assert own("coppertone_turns_total", provider=kind, model="third", status="complete") == 0
     assert own("coppertone_turns_total", provider=kind, model="other", status="complete") == 2
+
+
+async def test_a_compare_refused_by_the_rate_limit_is_counted_once(
+    alice: User, fake_openai: FakeOpenAI, settings: Any
+) -> None:
+    await sync_to_async(configure)(alice, fake_openai)
+    settings.LLM_RATE_LIMIT = "1/m"
+    before = own("coppertone_refusals_total", code="rate_limited")
+    wanted = [compare.Target("openai", "gpt-4o"), compare.Target("openai", "gpt-4o-mini")]
+    with pytest.raises(TurnError) as refused:
+        await compare.start(alice, "Which is better?", wanted)
+    assert refused.value.code == "rate_limited"
+    assert own("coppertone_refusals_total", code="rate_limited") == before + 1
