@@ -11,6 +11,11 @@ is off unless asked for: thinking "show" sends `thinking: {"type": "enabled",
 which the API refuses alongside it. Its text streams as `thinking` content blocks
 (`thinking_delta` deltas); their `signature_delta` and `redacted_thinking` blocks carry
 nothing a person can read.
+
+Images (ChatMessage.images) go first in a user message's content, as `image` blocks
+with a base64 `source` (`{"type": "base64", "media_type": "image/png", "data": ...}`),
+then its text as a `text` block (https://docs.anthropic.com/en/docs/build-with-claude/vision,
+https://docs.anthropic.com/en/api/messages).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from llm.providers import http
 from llm.providers.base import (
     AuthFailed,
+    ChatMessage,
     ChatRequest,
     Credentials,
     Done,
@@ -67,7 +73,7 @@ class AnthropicProvider(Provider):
         system = [request.system] if request.system else []
         system += [m.content for m in request.messages if m.role == "system"]
         messages = [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+            {"role": m.role, "content": _content(m)} for m in request.messages if m.role != "system"
         ]
         max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
         body: dict[str, Any] = {
@@ -187,3 +193,18 @@ def _input_tokens(usage: dict[str, Any]) -> int:
 
 def _is_stop(event: http.SSEEvent) -> bool:
     return event.event == "message_stop"
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """The text alone, or the images (first, as Anthropic advises) and then the text."""
+    if not message.images:
+        return message.content
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
+        }
+        for image in message.images
+    ]
+    blocks.append({"type": "text", "text": message.content})
+    return blocks

@@ -23,9 +23,20 @@ THINKING_MODES = ("auto", "show", "skip")
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image a vision model is shown: its media type (sniffed) and its bytes as base64."""
+
+    media_type: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     content: str
+    # Shown with the text, in each adapter's own format; attached text files are already
+    # folded into `content`.
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +211,9 @@ class ProviderSpec:
     # "" = no way, "enable_thinking" (DashScope), "chat_template_kwargs" (vLLM,
     # llama.cpp: the chat template's enable_thinking), "reasoning_effort" (Ollama).
     thinking_switch: str = ""
+    # Lower-case model-name prefixes that read images; ("",) = every model (the server
+    # decides, as for local servers and deployments); () = none.
+    vision_models: tuple[str, ...] = ()
 
 
 class Provider(ABC):

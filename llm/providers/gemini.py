@@ -12,6 +12,10 @@ Thinking (https://ai.google.dev/gemini-api/docs/thinking): parts marked `"though
 true` are thought summaries, yielded as ThinkingDelta; Gemini sends them only when
 asked, which thinking "show" does with `generationConfig.thinkingConfig.includeThoughts`;
 "skip" sends `thinkingBudget: 0` (models that cannot stop thinking refuse it).
+
+Images (ChatMessage.images) are `inline_data` parts (`{"mime_type": "image/png", "data":
+base64}`) before the message's text part
+(https://ai.google.dev/gemini-api/docs/image-understanding, "Passing inline image data").
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from urllib.parse import quote
 from llm.providers import http
 from llm.providers.base import (
     AuthFailed,
+    ChatMessage,
     ChatRequest,
     Credentials,
     Done,
@@ -68,7 +73,7 @@ class GeminiProvider(Provider):
         system += [m.content for m in request.messages if m.role == "system"]
         body: dict[str, Any] = {
             "contents": [
-                {"role": ROLES[m.role], "parts": [{"text": m.content}]}
+                {"role": ROLES[m.role], "parts": _parts(m)}
                 for m in request.messages
                 if m.role != "system"
             ]
@@ -168,3 +173,12 @@ class GeminiProvider(Provider):
 
     async def ping(self, creds: Credentials) -> Ping:
         return await http.timed_ping(lambda: self._models(creds))
+
+
+def _parts(message: ChatMessage) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [
+        {"inline_data": {"mime_type": image.media_type, "data": image.data}}
+        for image in message.images
+    ]
+    parts.append({"text": message.content})
+    return parts

@@ -25,6 +25,12 @@ their lowest `reasoning_effort` (https://platform.openai.com/docs/guides/reasoni
 https://platform.openai.com/docs/guides/latest-model: "minimal" for gpt-5, "none"
 from gpt-5.1, "low" for the o-series).
 
+Images (ChatMessage.images) make a user message's content a list of parts: its text as
+`{"type": "text"}`, then each image as `{"type": "image_url", "image_url": {"url":
+"data:image/png;base64,..."}}` (https://platform.openai.com/docs/guides/images-vision,
+https://platform.openai.com/docs/api-reference/chat/create); the compatible servers
+(Ollama, vLLM, llama.cpp, LM Studio) take the same parts for their vision models.
+
 Keep-alive (ProviderSpec.keep_alive): "ollama" is Ollama's load request, POST
 `/api/generate` at the host root with a model, no prompt and `keep_alive`
 (https://github.com/ollama/ollama/blob/main/docs/api.md, "Load a model"); "one_token"
@@ -49,6 +55,7 @@ from llm.providers.base import (
     Credentials,
     Done,
     Event,
+    Image,
     Ping,
     Provider,
     ProviderOptions,
@@ -164,10 +171,10 @@ class OpenAIProvider(Provider):
         return f"{base}/models"
 
     def _body(self, request: ChatRequest, base: str) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+        messages.extend({"role": m.role, "content": _content(m)} for m in request.messages)
         body: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
@@ -302,6 +309,20 @@ class OpenAIProvider(Provider):
         async for _event in self.stream(request, creds):
             pass  # run to its end: an error leaves as the ProviderError it is
         return f"{model} answered; it is loaded."
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """The text alone, or with images, the list of content parts."""
+    if not message.images:
+        return message.content
+    return [{"type": "text", "text": message.content}, *map(_image_part, message.images)]
+
+
+def _image_part(image: Image) -> dict[str, Any]:
+    return {
+        "type": "image_url",
+        "image_url": {"url": f"data:{image.media_type};base64,{image.data}"},
+    }
 
 
 def _is_done(event: http.SSEEvent) -> bool:

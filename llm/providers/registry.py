@@ -16,6 +16,9 @@ OPENAI = "llm.providers.openai.OpenAIProvider"
 # Replies at once a local server is given by default: its parallel slots (llama.cpp's
 # --parallel, Ollama's OLLAMA_NUM_PARALLEL) are few, and the rest would only queue.
 LOCAL_SERVER_REPLIES = 8
+# ProviderSpec.vision_models for servers whose model (or deployment) is the person's to
+# choose: the server decides whether it reads images, and says so if not.
+ANY_MODEL = ("",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,17 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="gpt-4o",
             default_base_url="https://api.openai.com/v1",
             model_prefixes=("gpt-", "o1", "o3", "o4", "chatgpt-"),
+            # https://platform.openai.com/docs/guides/images-vision
+            vision_models=(
+                "gpt-4o",
+                "gpt-4.1",
+                "gpt-4.5",
+                "gpt-4-turbo",
+                "gpt-5",
+                "o3",
+                "o4",
+                "chatgpt-4o",
+            ),
         ),
         _entry(
             "llm.providers.anthropic.AnthropicProvider",
@@ -58,6 +72,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="claude-sonnet-4-5",
             default_base_url="https://api.anthropic.com",
             model_prefixes=("claude-",),
+            vision_models=("claude-",),
         ),
         _entry(
             "llm.providers.gemini.GeminiProvider",
@@ -67,6 +82,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="gemini-2.0-flash",
             default_base_url="https://generativelanguage.googleapis.com/v1beta",
             model_prefixes=("gemini-",),
+            vision_models=("gemini-",),
         ),
         _entry(
             OPENAI,
@@ -76,6 +92,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="qwen-max",
             default_base_url="https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
             model_prefixes=("qwen",),
+            vision_models=("qwen-vl", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "qvq"),
             thinking_switch="enable_thinking",
         ),
         _entry(
@@ -85,6 +102,7 @@ PROVIDERS: dict[str, Entry] = dict(
             description="Open models through the Hugging Face router (OpenAI-compatible).",
             default_model="meta-llama/Llama-3.3-70B-Instruct",
             default_base_url="https://router.huggingface.co/v1",
+            vision_models=ANY_MODEL,
         ),
         _entry(
             OPENAI,
@@ -94,6 +112,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_model="gpt-4o",
             default_base_url="",
             extra_fields=("api_version",),
+            vision_models=ANY_MODEL,
         ),
         _entry(
             OPENAI,
@@ -106,6 +125,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_max_concurrent=LOCAL_SERVER_REPLIES,
             keep_alive="ollama",
             thinking_switch="reasoning_effort",
+            vision_models=ANY_MODEL,
         ),
         _entry(
             OPENAI,
@@ -118,6 +138,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_max_concurrent=LOCAL_SERVER_REPLIES,
             keep_alive="one_token",
             thinking_switch="chat_template_kwargs",
+            vision_models=ANY_MODEL,
         ),
         _entry(
             OPENAI,
@@ -130,6 +151,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_max_concurrent=LOCAL_SERVER_REPLIES,
             keep_alive="one_token",
             thinking_switch="chat_template_kwargs",
+            vision_models=ANY_MODEL,
         ),
         _entry(
             OPENAI,
@@ -142,6 +164,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_max_concurrent=LOCAL_SERVER_REPLIES,
             keep_alive="one_token",
             thinking_switch="chat_template_kwargs",
+            vision_models=ANY_MODEL,
         ),
         _entry(
             OPENAI,
@@ -154,6 +177,7 @@ PROVIDERS: dict[str, Entry] = dict(
             default_max_concurrent=LOCAL_SERVER_REPLIES,
             keep_alive="one_token",
             thinking_switch="chat_template_kwargs",
+            vision_models=ANY_MODEL,
         ),
     ]
 )
@@ -176,6 +200,26 @@ def kind_for_model(model: str) -> str | None:
         if any(name.startswith(prefix) for prefix in entry.spec.model_prefixes):
             return kind
     return None
+
+
+def sees_images(kind: str, model: str) -> bool:
+    """Whether `model` of `kind` reads images (ProviderSpec.vision_models)."""
+    name = model.lower()
+    return any(name.startswith(prefix) for prefix in spec(kind).vision_models)
+
+
+def vision_choices() -> str:
+    """The models that read images, in words: "OpenAI gpt-4o…, gpt-4.1…; Anthropic claude-…"."""
+    named, any_model = [], []
+    for entry in PROVIDERS.values():
+        prefixes = entry.spec.vision_models
+        if prefixes == ANY_MODEL:
+            any_model.append(entry.spec.label)
+        elif prefixes:
+            named.append(f"{entry.spec.label} {', '.join(p + '…' for p in prefixes)}")
+    if any_model:
+        named.append(f"a vision model on {', '.join(any_model)}")
+    return "; ".join(named)
 
 
 def create(kind: str, options: ProviderOptions) -> Provider:
