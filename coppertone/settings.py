@@ -167,6 +167,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# Uploaded attachments, through the default storage (any Django storage backend works).
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -298,6 +300,11 @@ LLM_HISTORY_TOKENS: int = env.int("LLM_HISTORY_TOKENS", default=8000)
 LLM_MAX_MESSAGE_CHARS: int = env.int("LLM_MAX_MESSAGE_CHARS", default=32000)
 # A whole conversation a caller sends at once (/v1's messages): system, history and text.
 LLM_MAX_CONVERSATION_CHARS: int = env.int("LLM_MAX_CONVERSATION_CHARS", default=400_000)
+# Attachments (llm/attachments.py): bytes a file may have, files one message may carry,
+# and the characters their extracted text may add up to in one message.
+LLM_MAX_FILE_BYTES: int = env.int("LLM_MAX_FILE_BYTES", default=10_000_000)
+LLM_MAX_FILES_PER_MESSAGE: int = env.int("LLM_MAX_FILES_PER_MESSAGE", default=5)
+LLM_MAX_ATTACHMENT_CHARS: int = env.int("LLM_MAX_ATTACHMENT_CHARS", default=100_000)
 # Per user, for chat turns on every transport: "N/s", "N/m", "N/h" or "N/d".
 LLM_RATE_LIMIT: str = env.str("LLM_RATE_LIMIT", default="30/m")
 # Monthly spend per user in USD when the user has no budget of their own; empty = none.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 
 from accounts.models import User
 from llm import replies
@@ -28,6 +28,13 @@ def _close_stray_connections(django_db_setup: None, django_db_blocker: Any) -> I
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _media_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Uploaded attachments land in a temporary folder, never in DATA_DIR."""
+    with override_settings(MEDIA_ROOT=str(tmp_path_factory.mktemp("media"))):
+        yield
 
 
 @pytest.fixture
