@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import OperationalError, connection
 
 from accounts.models import User
-from llm import pricing
+from llm import breakers, pricing
 from llm.evaluations import report
 from llm.management.commands.evaluate import Command
 from llm.models import Evaluation, EvaluationRun, FallbackEntry, Message, ModelPrice
@@ -55,6 +55,7 @@ def _alice_has_two_fakes(
 ) -> None:
     cache.clear()
     settings.LLM_MAX_RETRIES = 0
+    breakers.servers.forget()  # a fake another test failed is not open for this one
     configure(alice, fake_openai, model="gpt-4o-mini")
     configure(alice, fake_anthropic, "anthropic", model="claude-3-5-haiku")
     today = dt.date(2024, 1, 1)
@@ -76,6 +77,10 @@ def prompts_file(tmp_path: Path) -> Path:
 
 
 def evaluate(*args: str, stderr: io.StringIO | None = None) -> tuple[str, str]:
+    if "--concurrency" not in args:
+        # One at a time unless a test says otherwise: the test database is SQLite in
+        # memory, whose table locks fail a second writer at once instead of waiting.
+        args = (*args, "--concurrency", "1")
     out, err = io.StringIO(), stderr or io.StringIO()
     call_command("evaluate", *args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
@@ -85,12 +90,15 @@ def interrupt_when_midway(timeout: float = 20.0) -> None:
     """Ctrl-C (SIGINT to the main thread) once two runs are stored and a reply streams."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = EvaluationRun.objects.count()
-        streaming = Message.objects.filter(role="assistant", status="streaming").exists()
+        time.sleep(0.1)
+        try:
+            runs = EvaluationRun.objects.count()
+            streaming = Message.objects.filter(role="assistant", status="streaming").exists()
+        except OperationalError:  # a writer holds the table (SQLite in memory): look again
+            continue
         if runs >= 2 and streaming:
             _thread.interrupt_main()
             break
-        time.sleep(0.05)
     connection.close()  # this thread's own connection
 
 
@@ -345,7 +353,7 @@ def test_an_answer_from_the_fallback_chain_is_not_the_models(
     prompts_file: Path, alice: User, fake_openai: FakeOpenAI
 ) -> None:
     FallbackEntry.objects.create(user=alice, position=0, provider="anthropic")
-    fake_openai.fail(500)
+    fake_openai.fail(401)
     evaluate("--prompts", str(prompts_file), "--models", "openai", "--user", "alice")
 
     runs = list(EvaluationRun.objects.all())
