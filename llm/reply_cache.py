@@ -36,7 +36,11 @@ def key(user_id: int, kind: str, base_url: str, request: ChatRequest) -> str:
         base_url,
         request.model,
         request.system,
-        [[m.role, m.content] for m in request.messages],
+        # Images by their bytes too: the same words about another picture are another question.
+        [
+            [m.role, m.content, *([[i.media_type, i.data] for i in m.images] if m.images else [])]
+            for m in request.messages
+        ],
         request.temperature,
         request.top_p,
         list(request.stop),

@@ -25,14 +25,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
-from llm import breakers, limits, metrics, pricing, render, trips, turn_sql
+from llm import attachments, breakers, limits, metrics, pricing, render, trips, turn_sql
 from llm.events import Attempt, TurnError, TurnFinished, TurnStarted
-from llm.models import DEFAULT_MAX_TOKENS, Conversation, FallbackEntry, Message, ProviderConfig
+from llm.models import (
+    DEFAULT_MAX_TOKENS,
+    Attachment,
+    Conversation,
+    FallbackEntry,
+    Message,
+    ProviderConfig,
+)
 from llm.providers import registry
-from llm.providers.base import ChatMessage, ChatRequest, Usage
+from llm.providers.base import ChatMessage, ChatRequest, Image, Role, Usage
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,8 @@ class Ask:
     render_html: bool
     compare_id: uuid.UUID | None = None  # one column of a compare (llm/compare.py)
     rate_counted: bool = False  # a compare counted all its columns against the rate at once
+    attachments: tuple[int, ...] = ()  # the person's uploaded files, sent with the text
+    images: tuple[Image, ...] = ()  # images that came inline with the text (/v1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +166,10 @@ class Outcome:
 def estimate_tokens(text: str) -> int:
     # About four characters a token in English; only used when a provider reports none.
     return len(text) // 4 + 1
+
+
+def message_tokens(message: ChatMessage) -> int:
+    return estimate_tokens(message.content) + attachments.IMAGE_TOKENS * len(message.images)
 
 
 # --- the startup sweep -----------------------------------------------------------
@@ -273,7 +287,7 @@ def _start_once(ask: Ask) -> Plan | Replay:
                     return _replay(ask, *sent)
             conversation_id = _create_conversation(ask, now)
 
-        for row_id, role, _content, status, client_id in rows:
+        for row_id, role, _content, status, client_id, _files in rows:
             if role == USER and client_id is not None and client_id == ask.client_message_id:
                 return _replay(ask, conversation_id, row_id)
             if status == STREAMING:
@@ -283,7 +297,14 @@ def _start_once(ask: Ask) -> Plan | Replay:
                     "to finish, or press Stop.",
                 )
 
-        request = _request(ask, model, config, rows)
+        files = attachments.unsent(ask.user.pk, ask.attachments)
+        attachments.check_vision(
+            ask.kind,
+            model,
+            bool(ask.images or attachments.images_in(files))
+            or any(m.images for m in ask.history or ()),
+        )
+        request = _request(ask, model, config, rows, files)
         reserve = _most_cost(ask, request, now)
         try:
             limits.check_budget(
@@ -301,6 +322,7 @@ def _start_once(ask: Ask) -> Plan | Replay:
             reserve,
             compare_id=ask.compare_id,
         )
+        attachments.link(files, asked)
     first = _target(ask.kind, model, config, request)
     return Plan(
         conversation_id=conversation_id,
@@ -322,9 +344,7 @@ def _most_cost(ask: Ask, request: ChatRequest, now: dt.datetime) -> Decimal:
         return Decimal(0)
     # Twice the four-characters-a-token estimate and a little per message: tokenizers
     # and chat templates count more than the estimate, and a reservation must not be low.
-    estimate = estimate_tokens(request.system) + sum(
-        estimate_tokens(m.content) for m in request.messages
-    )
+    estimate = estimate_tokens(request.system) + sum(message_tokens(m) for m in request.messages)
     prompt = 2 * estimate + 16 * (len(request.messages) + 1)
     longest = request.max_tokens or DEFAULT_MAX_TOKENS
     return pricing.most(ask.kind, request.model, timezone.localdate(now), prompt, longest)
@@ -359,6 +379,9 @@ def fallbacks(ask: Ask, plan: Plan) -> list[Target | Attempt]:
         tried.add((kind, model))
         try:
             _check_configured(kind, config)
+            attachments.check_vision(
+                kind, model, any(m.images for m in plan.first.request.messages)
+            )
         except TurnError as refused:
             steps.append(Attempt(kind, model, refused, 0.0))
             continue
@@ -413,7 +436,8 @@ def _conversation_for_key(ask: Ask) -> int:
 
 def _open(ask: Ask, conversation_id: int, now: dt.datetime) -> list[tuple[Any, ...]]:
     """Touch the person's conversation (which also locks its row until commit, so two
-    sends cannot both pass the busy check) and read its newest messages."""
+    sends cannot both pass the busy check) and read its newest messages, each with
+    whether files came with it (in the same query)."""
     touched = Conversation.objects.filter(pk=conversation_id, user_id=ask.user.pk).update(
         updated_at=now
     )
@@ -422,7 +446,10 @@ def _open(ask: Ask, conversation_id: int, now: dt.datetime) -> list[tuple[Any, .
     return list(
         Message.objects.filter(conversation_id=conversation_id)
         .order_by("-created_at", "-id")
-        .values_list("id", "role", "content", "status", "client_message_id")[:HISTORY_ROWS]
+        .annotate(has_files=Exists(Attachment.objects.filter(message_id=OuterRef("pk"))))
+        .values_list("id", "role", "content", "status", "client_message_id", "has_files")[
+            :HISTORY_ROWS
+        ]
     )
 
 
@@ -480,28 +507,76 @@ def stored_reply(message: Message, *, render_html: bool = True) -> TurnFinished:
 
 
 def _request(
-    ask: Ask, model: str, config: ProviderConfig | None, rows: list[tuple[Any, ...]]
+    ask: Ask,
+    model: str,
+    config: ProviderConfig | None,
+    rows: list[tuple[Any, ...]],
+    files: Sequence[Attachment] = (),
 ) -> ChatRequest:
-    """The system prompt always, then the newest messages that fit the token budget."""
+    """The system prompt always, the message with its files, then the newest earlier
+    messages that fit the token budget (theirs while they fit too)."""
     system = ask.system if ask.system is not None else (config.system_prompt if config else "")
-    budget = settings.LLM_HISTORY_TOKENS - estimate_tokens(system) - estimate_tokens(ask.text)
+    current = (
+        attachments.for_request(ask.text, files, ask.images)
+        if files or ask.images
+        else ChatMessage(role="user", content=ask.text)
+    )
+    budget = settings.LLM_HISTORY_TOKENS - estimate_tokens(system) - message_tokens(current)
     earlier: list[ChatMessage] = []
     if ask.history is not None:
-        candidates = [(m.role, m.content) for m in reversed(ask.history)]
+        for sent in reversed(ask.history):
+            budget -= message_tokens(sent)
+            if budget < 0:
+                break
+            earlier.append(sent)
     else:
-        candidates = [
-            (role, content)
-            for _id, role, content, status, _cid in rows
+        stored = [
+            (row_id, role, content, has_files)
+            for row_id, role, content, status, _cid, has_files in rows
             if role in (USER, ASSISTANT) and content and status != STREAMING
         ]
-    for role, content in candidates:
-        budget -= estimate_tokens(content)
-        if budget < 0:
-            break
-        earlier.append(ChatMessage(role=role, content=content))
+        filed = (
+            attachments.history(r[0] for r in stored if r[3]) if any(r[3] for r in stored) else {}
+        )
+        sees = registry.sees_images(ask.kind, model)
+        for row_id, role, content, _has in stored:
+            again = _again(role, content, filed.get(row_id, []), budget, sees)
+            if again is None:
+                break
+            budget -= message_tokens(again)
+            earlier.append(again)
     earlier.reverse()
-    earlier.append(ChatMessage(role="user", content=ask.text))
+    earlier.append(current)
     return _request_for(ask, ChatRequest(model=model, messages=tuple(earlier)), model, config)
+
+
+def _again(
+    role: Role, content: str, files: list[Attachment], budget: int, sees: bool
+) -> ChatMessage | None:
+    """An earlier message as it is sent again, or None when it no longer fits: with its
+    files while they fit (images only for a model that reads them), else with a note
+    that says they were attached."""
+    if files:
+        readable = [a for a in files if sees or a.kind != attachments.IMAGE]
+        unread = [a for a in files if a not in readable]
+        text = (
+            attachments.left_out(content, unread, "this model cannot read images")
+            if unread
+            else content
+        )
+        cost = estimate_tokens(attachments.folded(text, readable))
+        cost += attachments.IMAGE_TOKENS * attachments.images_in(readable)
+        why = "the conversation is too long to send them again"
+        if cost <= budget:
+            try:
+                return attachments.message(role, text, readable)
+            except OSError:  # removed from storage behind the hub's back
+                log.warning("an earlier attachment's file is missing", exc_info=True)
+                why = "no longer stored"
+        content = attachments.left_out(content, files, why)
+    if estimate_tokens(content) > budget:
+        return None
+    return ChatMessage(role=role, content=content)
 
 
 def _request_for(
@@ -537,7 +612,7 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
     else:
         request = answered.request
         input_tokens = estimate_tokens(request.system) + sum(
-            estimate_tokens(m.content) for m in request.messages
+            message_tokens(m) for m in request.messages
         )
         output_tokens = estimate_tokens(outcome.content) if outcome.content else 0
     now = timezone.now()

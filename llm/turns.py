@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from accounts.models import User
-from llm import capacity, crypto, logs, metrics, reply_cache
+from llm import attachments, capacity, crypto, logs, metrics, reply_cache
 from llm.events import (
     Attempt,
     Event,
@@ -53,6 +53,7 @@ from llm.providers.base import (
     ContextTooLong,
     Credentials,
     Done,
+    Image,
     ProviderError,
     RateLimited,
     TimedOut,
@@ -189,6 +190,8 @@ class Turn:
         render_html: bool,
         compare_id: uuid.UUID | None = None,
         rate_counted: bool = False,
+        attachments: Sequence[int] = (),
+        images: Sequence[Image] = (),
     ) -> None:
         self.user = user
         self.text = text
@@ -204,6 +207,8 @@ class Turn:
         self.render_html = render_html
         self.compare_id = compare_id
         self.rate_counted = rate_counted
+        self.attachments = tuple(attachments)
+        self.images = tuple(images)
         self.seq = 0  # the number of the last event yielded (or stored, on a stop)
         self.result: TurnFinished | None = None
         self._events: AsyncGenerator[Event, None] | None = None
@@ -250,6 +255,7 @@ class Turn:
                     f"{cap:,}. Send fewer or shorter earlier messages.",
                 )
         _check_sampling(self.temperature, self.max_tokens)
+        attachments.check_count(len(self.attachments) + len(self.images))
         kind = self.provider
         if kind and kind not in registry.PROVIDERS:
             raise TurnError(
@@ -279,6 +285,8 @@ class Turn:
             render_html=self.render_html,
             compare_id=self.compare_id,
             rate_counted=self.rate_counted,
+            attachments=self.attachments,
+            images=self.images,
         )
 
     def _next(self, event: T) -> T:
@@ -579,12 +587,16 @@ def run_turn(
     render_html: bool = True,
     compare_id: uuid.UUID | None = None,
     rate_counted: bool = False,
+    attachments: Sequence[int] = (),
+    images: Sequence[Image] = (),
 ) -> Turn:
     """A turn for `user` saying `text`. Nothing happens until it is iterated.
 
     `history` (with `system`) is the conversation so far as a caller such as /v1 sends
     it; the stored history is then not read, and the turn goes into a new conversation.
     `render_html=False` skips the markdown render for transports that never show it.
+    `attachments` are ids of the person's uploaded files (llm/attachments.py), linked to
+    the message in the start trip; `images` come inline with the text (/v1's parts).
     """
     return Turn(
         user,
@@ -601,4 +613,6 @@ def run_turn(
         render_html=render_html,
         compare_id=compare_id,
         rate_counted=rate_counted,
+        attachments=attachments,
+        images=images,
     )
