@@ -22,7 +22,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from llm import presets, replies
+from llm import attachments, presets, replies
 from llm.events import (
     Event,
     TextDelta,
@@ -100,7 +100,15 @@ def finished_frame(seq: int, result: TurnFinished) -> str:
 class SendFrame:
     """A validated `send` frame; raises TurnError (bad_request) with words for the person."""
 
-    __slots__ = ("client_message_id", "conversation_id", "model", "preset", "provider", "text")
+    __slots__ = (
+        "attachments",
+        "client_message_id",
+        "conversation_id",
+        "model",
+        "preset",
+        "provider",
+        "text",
+    )
 
     def __init__(self, data: dict[str, Any]) -> None:
         text = data.get("text")
@@ -111,6 +119,7 @@ class SendFrame:
         self.provider: str | None = _optional_str(data, "provider")
         self.model: str | None = _optional_str(data, "model")
         self.preset: int | None = _optional_id(data, "preset")
+        self.attachments: tuple[int, ...] = attachments.ids(data.get("attachments"))
         raw_id = data.get("client_message_id")
         self.client_message_id: uuid.UUID | None = None
         if raw_id not in (None, ""):
@@ -244,6 +253,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame.text,
             conversation_id=frame.conversation_id,
             client_message_id=frame.client_message_id,
+            attachments=frame.attachments,
             **chosen.turn_kwargs(),
         )
         await self._start(turn)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
+from contextlib import suppress
 from functools import wraps
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -108,7 +110,9 @@ def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
     # view can still read it as JSON afterwards; a body that claims to be a form and is
     # not (a multipart type without its boundary) holds no form token, and Django then
     # marks it empty, so the second try checks the header alone.
-    _ = request.body
+    # A file upload past the in-memory cap is not read here: the form parser streams it.
+    with suppress(RequestDataTooBig):
+        _ = request.body
     try:
         return check.process_view(request, lambda r: HttpResponse(), (), {})
     except MultiPartParserError:

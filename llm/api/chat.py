@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from accounts.models import User
-from llm import presets, replies
+from llm import attachments, presets, replies
 from llm.api import streaming
 from llm.api.base import (
     STATUS_FOR_CODE,
@@ -84,6 +84,7 @@ async def _turn_for(request: HttpRequest) -> tuple[Turn, bool]:
         conversation_id=_optional(data, "conversation_id", int),
         client_message_id=client_message_id,
         render_html=wants_stream,  # only the SSE `done` event carries html
+        attachments=attachments.ids(data.get("attachments")),
         **chosen.turn_kwargs(),
     )
     return turn, wants_stream
@@ -136,6 +137,7 @@ def _message_json(message: Message) -> dict[str, Any]:
         "seq": message.seq,
         "ttft_ms": message.ttft_ms,
         "latency_ms": message.latency_ms,
+        "attachments": [attachments.describe(a) for a in message.attachments.all()],
         "created_at": message.created_at.isoformat(),
     }
     if message.status == Message.Status.ERROR:
@@ -172,7 +174,7 @@ def _conversation_detail(user: User, pk: int, limit: int, offset: int) -> dict[s
     conversation = Conversation.objects.filter(user=user, pk=pk).first()
     if conversation is None:
         raise _not_found()
-    messages = conversation.messages.order_by("created_at", "id")
+    messages = conversation.messages.order_by("created_at", "id").prefetch_related("attachments")
     return {
         **_conversation_json(conversation),
         "messages": [_message_json(m) for m in messages[offset : offset + limit]],

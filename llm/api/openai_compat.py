@@ -2,7 +2,8 @@
 
 The official OpenAI SDKs work unchanged with a Coppertone token as their API key.
 The request's messages are the conversation (system messages become the system
-prompt); each call is a recorded turn in a new conversation. Errors have OpenAI's
+prompt; images come as `image_url` parts with data URLs, never fetched from the web);
+each call is a recorded turn in a new conversation. Errors have OpenAI's
 shape, `{"error": {"message", "type", "param", "code"}}`, with an `x-should-retry`
 header so that the SDKs do not retry what cannot succeed.
 
@@ -22,17 +23,19 @@ from functools import wraps
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiToken, User
-from llm import replies
+from llm import attachments, replies
 from llm.api.base import bearer_token, strict_json
 from llm.api.streaming import sse_response
 from llm.events import TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import ProviderConfig
 from llm.providers import registry
-from llm.providers.base import ChatMessage
+from llm.providers.base import ChatMessage, Image
 from llm.turns import Turn, run_turn
 
 # Coppertone's error codes as OpenAI's (HTTP status, type, code) and whether retrying helps.
@@ -100,25 +103,39 @@ def openai_view(view: AsyncView) -> AsyncView:
 # --- the request ---------------------------------------------------------------------------
 
 
-def _text(content: Any, index: int) -> str:
+def _parts(content: Any, index: int) -> tuple[str, tuple[Image, ...]]:
+    """A message's text and images: a string, or OpenAI content parts (`text`, and
+    `image_url` with a data URL, sniffed and limited by llm/attachments.py)."""
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise OpenAIError(
-                    "bad_request", f"messages[{index}]: only text content parts are supported."
-                )
-            parts.append(str(part.get("text", "")))
-        return "".join(parts)
+        return content, ()
     if content is None:
-        return ""
-    raise OpenAIError("bad_request", f"messages[{index}].content must be a string or a list.")
+        return "", ()
+    if not isinstance(content, list):
+        raise OpenAIError("bad_request", f"messages[{index}].content must be a string or a list.")
+    texts: list[str] = []
+    images: list[Image] = []
+    for number, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+        elif kind == "image_url":
+            image_url = part.get("image_url")
+            url = image_url.get("url") if isinstance(image_url, dict) else image_url
+            images.append(attachments.inline_image(url, f"messages[{index}].content[{number}]"))
+        else:
+            raise OpenAIError(
+                "bad_request",
+                f"messages[{index}].content[{number}]: only text and image_url parts are "
+                "supported.",
+            )
+    attachments.check_count(len(images))
+    return "".join(texts), tuple(images)
 
 
-def _conversation(messages: Any) -> tuple[str | None, list[ChatMessage], str]:
-    """(system prompt, the turns before the last, the last user message)."""
+def _conversation(
+    messages: Any,
+) -> tuple[str | None, list[ChatMessage], str, tuple[Image, ...]]:
+    """(system prompt, the turns before the last, the last user message and its images)."""
     if not isinstance(messages, list) or not messages:
         raise OpenAIError("bad_request", "messages must be a non-empty list.")
     system: list[str] = []
@@ -127,11 +144,13 @@ def _conversation(messages: Any) -> tuple[str | None, list[ChatMessage], str]:
         if not isinstance(message, dict):
             raise OpenAIError("bad_request", f"messages[{index}] must be an object.")
         role = message.get("role")
-        text = _text(message.get("content"), index)
+        text, images = _parts(message.get("content"), index)
+        if images and role != "user":
+            raise OpenAIError("bad_request", f"messages[{index}]: only user messages take images.")
         if role in ("system", "developer"):
             system.append(text)
         elif role in ("user", "assistant"):
-            history.append(ChatMessage(role=role, content=text))
+            history.append(ChatMessage(role=role, content=text, images=images))
         else:
             raise OpenAIError(
                 "bad_request",
@@ -141,7 +160,7 @@ def _conversation(messages: Any) -> tuple[str | None, list[ChatMessage], str]:
     if not history or history[-1].role != "user":
         raise OpenAIError("bad_request", "The last message must have the role 'user'.")
     last = history.pop()
-    return ("\n\n".join(system) if system else None), history, last.content
+    return ("\n\n".join(system) if system else None), history, last.content, last.images
 
 
 def _model(name: Any) -> tuple[str | None, str | None]:
@@ -176,9 +195,27 @@ def _whole(value: int | float | None, key: str) -> int | None:
     return int(value)
 
 
+def _body(request: HttpRequest) -> bytes:
+    """The request body; one with images may pass the form cap, up to their own limit."""
+    try:
+        return request.body
+    except RequestDataTooBig:
+        size = int(request.META.get("CONTENT_LENGTH") or 0)
+        limit = attachments.inline_body_limit()
+        if size > limit:
+            raise OpenAIError(
+                "too_large",
+                f"The request is {attachments.size_label(size)}; the limit is "
+                f"{attachments.size_label(limit)} ({settings.LLM_MAX_FILES_PER_MESSAGE} images "
+                f"of at most {attachments.size_label(settings.LLM_MAX_FILE_BYTES)} each, and "
+                "the text).",
+            ) from None
+        return request.read()
+
+
 def _turn(request: HttpRequest) -> tuple[Turn, dict[str, Any]]:
     try:
-        data = strict_json(request.body)
+        data = strict_json(_body(request))
     except (ValueError, UnicodeDecodeError):
         raise OpenAIError(
             "bad_request", "The body is not valid JSON (NaN and Infinity are not numbers)."
@@ -189,7 +226,7 @@ def _turn(request: HttpRequest) -> tuple[Turn, dict[str, Any]]:
         raise OpenAIError("bad_request", "Only n=1 is supported.")
     if data.get("tools"):
         raise OpenAIError("bad_request", "Tools are not supported.")
-    system, history, text = _conversation(data.get("messages"))
+    system, history, text, images = _conversation(data.get("messages"))
     provider, model = _model(data.get("model"))
     max_tokens = _number(data, "max_completion_tokens", "max_tokens")
     user = request.user
@@ -204,6 +241,7 @@ def _turn(request: HttpRequest) -> tuple[Turn, dict[str, Any]]:
         temperature=_number(data, "temperature"),
         max_tokens=_whole(max_tokens, "max_tokens"),
         render_html=False,
+        images=images,
     )
     return turn, data
 

@@ -954,6 +954,96 @@ def _library_paths(plural: str, one: str, title: str) -> dict[str, Schema]:
 PATHS.update(_library_paths("presets", "preset", "Preset"))
 PATHS.update(_library_paths("templates", "template", "Template"))
 
+# --- files to attach (llm/api/files.py, llm/attachments.py) --------------------------------
+
+FILE_ID = {**ID, "description": "a file id from POST /files"}
+SCHEMAS["File"] = _object(
+    id={"type": "integer"},
+    name={"type": "string", "minLength": 1, "maxLength": 255},
+    content_type={
+        "type": "string",
+        "description": "sniffed from the bytes: image/png, image/jpeg, image/webp, image/gif, "
+        "application/pdf, or a text type",
+    },
+    size={"type": "integer", "minimum": 1, "maximum": settings.LLM_MAX_FILE_BYTES},
+)
+SCHEMAS["FileUpload"] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "contentMediaType": "application/octet-stream",
+            "minLength": 1,
+            "description": "UTF-8 text (text, Markdown, code, CSV), a PDF (its text is what a "
+            f"model reads) or a PNG, JPEG, WebP or GIF image; at most "
+            f"{settings.LLM_MAX_FILE_BYTES} bytes and {settings.LLM_MAX_ATTACHMENT_CHARS} "
+            "characters of text. What it is comes from its bytes, never its name.",
+        }
+    },
+}
+# Sent with a message: the caller's own files, not yet sent; another's id is a 404.
+SCHEMAS["ChatRequest"]["properties"]["attachments"] = {
+    "type": ["array", "null"],
+    "items": FILE_ID,
+    "maxItems": settings.LLM_MAX_FILES_PER_MESSAGE,
+    "description": "ids from POST /files, not yet sent with a message; images need a model "
+    "that reads them (a 400 names those that do)",
+}
+SCHEMAS["Message"]["properties"]["attachments"] = {
+    "type": "array",
+    "items": _ref("File"),
+    "description": "the files sent with it",
+}
+FILE_LINKS = {
+    "GetFile": ("getFile", "id", "/id"),
+    "DeleteFile": ("deleteFile", "id", "/id"),
+}
+PATHS["/files"] = {
+    "post": _operation(
+        "uploadFile",
+        "Upload a file to attach to a message (multipart, field file)",
+        {
+            "201": _with_links(_json("as stored", _ref("File")), **FILE_LINKS),
+            **_errors(400, 401, 403, 413),
+        },
+        requestBody={
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": _ref("FileUpload"),
+                    "encoding": {"file": {"contentType": "application/octet-stream"}},
+                }
+            },
+        },
+    )
+}
+PATHS["/files/{id}"] = {
+    "parameters": [_path_param("id", FILE_ID, "a file id")],
+    "get": _operation(
+        "getFile",
+        "Download a file of the caller's, as stored (anyone else's is 404)",
+        {
+            "200": {
+                "description": "the file, with its sniffed content type, as an attachment",
+                "headers": {
+                    "Content-Disposition": {
+                        "schema": {"type": "string", "pattern": "^attachment"},
+                    }
+                },
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **_errors(401, 404),
+        },
+    ),
+    "delete": _operation(
+        "deleteFile",
+        "Delete a file of the caller's and its stored bytes (anyone else's is 404)",
+        {**NO_CONTENT, **_errors(401, 403, 404)},
+    ),
+}
+
 DOCUMENT: Schema = {
     "openapi": "3.1.0",
     "info": {

@@ -6,10 +6,13 @@ from django.urls import path, re_path
 
 from accounts import api as tokens_api
 from llm.api import base, chat, fallbacks, health, openai_compat, openapi, providers, replies
+from llm.api import files as files_api
 from llm.api import presets as presets_api
 
 urlpatterns = [
     path("chat", chat.chat, name="api_chat"),
+    path("files", files_api.files, name="api_files"),
+    path("files/<int:pk>", files_api.file_detail, name="api_file"),
     path("replies/<int:message_id>/events", replies.reply_events, name="api_reply_events"),
     path("replies/<int:message_id>/stop", replies.reply_stop, name="api_reply_stop"),
     path("conversations", chat.conversations, name="api_conversations"),

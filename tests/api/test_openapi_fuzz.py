@@ -217,6 +217,13 @@ include-path = "/fallbacks"
 include-method = "PUT"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
 
+# What a file is comes from its bytes (binary bytes that are not a PDF or an image are
+# refused in words, and text has a length limit): more than a schema says.
+[[operations]]
+include-path = "/files"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "413"]
+
 # Only a browser session may create tokens: alice's session and its CSRF token.
 [[operations]]
 include-path = "/tokens"
