@@ -112,7 +112,11 @@ class Shown:
 
 
 def _messages_of(conversation: Conversation) -> list[Shown]:
-    newest = list(conversation.messages.order_by("-created_at", "-id")[:MESSAGE_LIMIT])
+    newest = list(
+        conversation.messages.order_by("-created_at", "-id").prefetch_related("attachments")[
+            :MESSAGE_LIMIT
+        ]
+    )
     newest.reverse()
     return [
         Shown(

@@ -26,6 +26,22 @@
     attachOnOpen: false  // the socket dropped (or is not open yet) while a reply streams
   };
 
+  // --- extensions (widget-attach.js) join in through these calls, each optional:
+  // prepare(frame) adds fields to a send frame, or returns words that hold it back;
+  // shown(userLi, frame) adds to the person's message in the log; started(frame) hears
+  // that reply begin; refused(error, frame) a refusal before it began (true: handled
+  // there, so the message leaves the log and its text goes back in the box).
+  var extensions = [];
+  window.Coppertone = window.Coppertone || {};
+  window.Coppertone.chat = { extend: function (extension) { extensions.push(extension); } };
+  function tell(name) {
+    var args = Array.prototype.slice.call(arguments, 1), answer;
+    extensions.forEach(function (extension) {
+      if (typeof extension[name] === "function") answer = extension[name].apply(null, args) || answer;
+    });
+    return answer;
+  }
+
   // --- persistence: which conversation and model, and whether the panel was open ---
   function load() {
     try { return JSON.parse(localStorage.getItem(STORE_KEY) || "{}") || {}; } catch (e) { return {}; }
@@ -356,9 +372,15 @@
 
   function send(text) {
     if (state.reply || !text.trim()) return false;
-    var userLi = addUser(text);
     var clientId = uuid();
     var pick = choice();
+    var frame = {
+      type: "send", text: text, conversation_id: state.conversationId,
+      provider: pick.provider, model: pick.model, preset: pick.preset || null, client_message_id: clientId
+    };
+    if (tell("prepare", frame)) return false;  // held back (an upload still running): the text stays
+    var userLi = addUser(text);
+    tell("shown", userLi, frame);
     if (!socketReady()) {
       connect();
       failBeforeStart(userLi, text, { code: "offline",
@@ -376,13 +398,10 @@
     li.appendChild(body);
     log.appendChild(li);
     state.reply = { li: li, body: body, text: null, messageId: null, seq: 0, userLi: userLi,
-                    userText: text, clientId: clientId, gotStart: false };
+                    userText: text, clientId: clientId, gotStart: false, frame: frame };
     setStreaming(true);
     announce("Sent. The assistant is typing.");
-    state.socket.send(JSON.stringify({
-      type: "send", text: text, conversation_id: state.conversationId,
-      provider: pick.provider, model: pick.model, preset: pick.preset || null, client_message_id: clientId
-    }));
+    state.socket.send(JSON.stringify(frame));
     toBottom();
     return true;
   }
@@ -453,6 +472,7 @@
       reply.seq = frame.seq || 1;
       reply.gotStart = true;
       reply.li.dataset.messageId = frame.message_id;
+      if (reply.frame) tell("started", reply.frame);
       if (state.conversationId !== frame.conversation_id) {
         state.conversationId = frame.conversation_id;
         if (titleEl.textContent === "New conversation") {
@@ -553,7 +573,7 @@
     setStreaming(false);
     if (!reply.gotStart) {
       reply.li.remove();
-      failBeforeStart(reply.userLi, reply.userText, error);
+      failBeforeStart(reply.userLi, reply.userText, error, reply.frame);
       return;
     }
     reply.body.classList.remove("streaming");
@@ -574,7 +594,12 @@
     announce(error.message);
   }
 
-  function failBeforeStart(userLi, text, error) {
+  function failBeforeStart(userLi, text, error, frame) {
+    if (frame && tell("refused", error, frame)) {
+      userLi.remove();
+      announce(error.message);
+      return;
+    }
     // Nothing was stored: Retry replaces this bubble with a fresh send of the same text.
     userLi.classList.add("msg-failed");
     userLi.appendChild(notice(error, { text: text, replace: userLi }));
