@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import User
-from llm import compare, metrics, pricing, replies
+from llm import breakers, compare, metrics, pricing, replies
 from llm.events import TurnError, TurnFinished
 from llm.models import Message, ModelPrice
 from llm.turns import run_turn
@@ -176,6 +176,7 @@ async def test_a_breaker_that_opens_is_counted_and_shown_open(
     # Read from the database: the same on every worker, not added up.
     assert value(samples, "coppertone_open_breakers", scope="configuration") == 1
     assert value(samples, "coppertone_open_breakers", scope="server") == 1
+    breakers.servers.forget()  # the next test must not see the fake's server open
 
 
 async def test_live_replies_count_while_a_reply_is_written(
