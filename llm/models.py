@@ -276,6 +276,10 @@ class Message(models.Model):
             models.Index(
                 fields=["status"], condition=models.Q(status="streaming"), name="streaming"
             ),
+            # The staff dashboard's and provider health's newest replies (bench/dashboard.py).
+            models.Index(
+                fields=["created_at"], condition=models.Q(role="assistant"), name="reply_created"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
