@@ -29,7 +29,8 @@ from django_htmx.http import HttpResponseClientRefresh
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from llm import evaluations, prompt_sets, svg
+from llm import evaluations, prompt_sets
+from llm.charts import Series, labelled_bar_chart
 from llm.evaluations import RUN_FIELDS, EvaluationError, Report, run_dict
 from llm.models import Evaluation, Message
 from llm.turns import MAX_TOKENS
@@ -237,30 +238,30 @@ class Chart:
 def charts(report: Report) -> list[Chart]:
     labels = [row.target for row in report.models]
     drawn = [
-        svg.bar_chart(
+        labelled_bar_chart(
             chart_id="chart-time",
             title=TIME_TITLE,
             labels=labels,
             series=[
-                ("p50", [row.latency_p50_ms for row in report.models]),
-                ("p95", [row.latency_p95_ms for row in report.models]),
+                Series("p50", [row.latency_p50_ms for row in report.models], "chart-a"),
+                Series("p95", [row.latency_p95_ms for row in report.models], "chart-c"),
             ],
-            shown=_duration,
+            value_label=_duration,
         ),
-        svg.bar_chart(
+        labelled_bar_chart(
             chart_id="chart-success",
             title=SUCCESS_TITLE,
             labels=labels,
-            series=[("success", [row.success_percent for row in report.models])],
-            shown=_percent,
+            series=[Series("success", [row.success_percent for row in report.models])],
+            value_label=_percent,
             top=100.0,
         ),
-        svg.bar_chart(
+        labelled_bar_chart(
             chart_id="chart-checks",
             title=CHECKS_TITLE,
             labels=labels,
-            series=[("checks", [row.checks_percent for row in report.models])],
-            shown=_percent,
+            series=[Series("checks", [row.checks_percent for row in report.models])],
+            value_label=_percent,
             top=100.0,
         ),
     ]
