@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from llm.views import chat, fallbacks
+from llm.views import conversations as conversations_views
 from llm.views import evaluations as evaluation_views
 from llm.views import presets as presets_views
 from llm.views import settings as settings_views
@@ -10,7 +11,39 @@ from llm.views import usage as usage_views
 
 urlpatterns = [
     path("", chat.home, name="home"),
-    path("conversations/", chat.conversations, name="conversations"),
+    path("conversations/", conversations_views.conversations, name="conversations"),
+    path(
+        "conversations/import/",
+        conversations_views.conversations_import,
+        name="conversations_import",
+    ),
+    path(
+        "conversations/delete/",
+        conversations_views.conversations_delete,
+        name="conversations_delete",
+    ),
+    path(
+        "conversations/<int:pk>/rename/",
+        conversations_views.conversation_rename,
+        name="conversation_rename",
+    ),
+    path(
+        "conversations/<int:pk>/pin/",
+        conversations_views.conversation_pin,
+        name="conversation_pin",
+    ),
+    path(
+        "conversations/<int:pk>/export.md",
+        conversations_views.conversation_export,
+        {"fmt": "md"},
+        name="conversation_export_md",
+    ),
+    path(
+        "conversations/<int:pk>/export.json",
+        conversations_views.conversation_export,
+        {"fmt": "json"},
+        name="conversation_export_json",
+    ),
     path("conversations/<int:pk>/", chat.conversation, name="conversation"),
     path("conversations/<int:pk>/delete/", chat.conversation_delete, name="conversation_delete"),
     path("chat/picker/", chat.widget_picker, name="widget_picker"),

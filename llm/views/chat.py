@@ -12,8 +12,7 @@ from typing import Any, cast
 
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -21,13 +20,12 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
+from llm import conversations as found_in
 from llm import presets, usage
 from llm import render as markdown
 from llm.models import Conversation, Message, Preset, ProviderConfig
 from llm.providers import registry
 
-PAGE_SIZE = 50
-WIDGET_LIST_SIZE = 30
 # The newest messages a conversation shows; older ones stay in the database and the API.
 MESSAGE_LIMIT = 200
 WIDGET_TARGETS = ("cw-history", "cw-log", "cw-picker")
@@ -48,12 +46,7 @@ def _conversations_of(request: HttpRequest) -> QuerySet[Conversation]:
 
 
 def _listing(request: HttpRequest) -> QuerySet[Conversation]:
-    # Meta.ordering is dropped once the count groups the rows: order explicitly.
-    return (
-        _conversations_of(request)
-        .annotate(message_count=Count("messages"))
-        .order_by("-updated_at", "-pk")
-    )
+    return found_in.search(_user(request))  # pinned first, as every list
 
 
 def _conversation_for(request: HttpRequest, pk: int) -> Conversation:
@@ -70,19 +63,6 @@ def _for_widget(request: HtmxHttpRequest) -> bool:
 def home(request: HttpRequest) -> HttpResponse:
     recent = _listing(request)[:5]
     return render(request, "llm/home.html", {"recent": recent})
-
-
-@login_required
-@require_GET
-def conversations(request: HtmxHttpRequest) -> HttpResponse:
-    listing = _listing(request)
-    if _for_widget(request):
-        context: dict[str, Any] = {"conversations": listing[:WIDGET_LIST_SIZE]}
-        return render(request, "llm/conversations.html#widget-list", context)
-    page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "conversations": page.object_list}
-    template = "llm/conversations.html#list" if request.htmx else "llm/conversations.html"
-    return render(request, template, context)
 
 
 def cost_label(cost: Decimal) -> str:
