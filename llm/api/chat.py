@@ -18,12 +18,13 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from accounts.models import User
 from llm import attachments, presets, replies
+from llm.api import conversations as conversations_api
 from llm.api import streaming
 from llm.api.base import (
     STATUS_FOR_CODE,
@@ -39,7 +40,7 @@ from llm.models import Conversation, DailyUsage, Message
 from llm.turns import Turn, run_turn
 from llm.usage import budget as month_budget
 
-MAX_PAGE = 200
+MAX_PAGE = conversations_api.MAX_PAGE
 MAX_DAYS = 366
 HEALTH_TIMEOUT = 2.0
 
@@ -121,6 +122,7 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
         "title": conversation.title,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
+        "pinned": conversation.pinned,
     }
 
 
@@ -145,26 +147,6 @@ def _message_json(message: Message) -> dict[str, Any]:
     return body
 
 
-@sync_to_async
-def _list_conversations(user: User, limit: int, offset: int) -> dict[str, Any]:
-    mine = Conversation.objects.filter(user=user)
-    page = mine.annotate(messages_count=Count("messages")).order_by("-updated_at", "-id")[
-        offset : offset + limit
-    ]
-    return {
-        "conversations": [{**_conversation_json(c), "messages": c.messages_count} for c in page],
-        "total": mine.count(),
-    }
-
-
-@api_view
-async def conversations(request: HttpRequest) -> HttpResponse:
-    allow(request, "GET")
-    limit = int_param(request, "limit", 50, 1, MAX_PAGE)
-    offset = int_param(request, "offset", 0, 0, 10**9)
-    return JsonResponse(await _list_conversations(user_of(request), limit, offset))
-
-
 def _not_found() -> ApiError:
     return ApiError("not_found", "That conversation does not exist, or it was deleted.")
 
@@ -184,8 +166,10 @@ def _conversation_detail(user: User, pk: int, limit: int, offset: int) -> dict[s
 
 @api_view
 async def conversation(request: HttpRequest, pk: int) -> HttpResponse:
-    allow(request, "GET", "DELETE")
+    allow(request, "GET", "PATCH", "DELETE")
     user = user_of(request)
+    if request.method == "PATCH":
+        return await conversations_api.patch(request, pk)  # rename or pin
     if request.method == "DELETE":
         deleted, _ = await Conversation.objects.filter(user=user, pk=pk).adelete()
         if not deleted:

@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from llm import conversations as conversation_rules
+from llm import exports
 from llm.api.base import STATUS_FOR_CODE, ApiError
 from llm.api.chat import MAX_DAYS, MAX_PAGE
 from llm.forms import (
@@ -361,11 +363,19 @@ SCHEMAS: dict[str, Schema] = {
     },
     "StopPending": _object(message_id={"type": "integer"}, status={"const": "streaming"}),
     "ConversationSummary": _object(
+        {
+            "snippet": {
+                "type": "string",
+                "description": "with q only: where it matched, as HTML (the text escaped, "
+                "the match in <mark>)",
+            }
+        },
         id={"type": "integer"},
         title={"type": "string"},
         created_at=TIMESTAMP,
         updated_at=TIMESTAMP,
         messages={"type": "integer", "minimum": 0, "description": "how many"},
+        pinned={"type": "boolean", "description": "pinned ones come first in every list"},
     ),
     "ConversationList": _object(
         conversations={"type": "array", "items": _ref("ConversationSummary")},
@@ -395,6 +405,7 @@ SCHEMAS: dict[str, Schema] = {
         title={"type": "string"},
         created_at=TIMESTAMP,
         updated_at=TIMESTAMP,
+        pinned={"type": "boolean"},
         messages={"type": "array", "items": _ref("Message")},
         total_messages={"type": "integer", "minimum": 0},
     ),
@@ -559,6 +570,45 @@ def _with_links(response: Schema, **targets: tuple[str, str, str]) -> Schema:
     return {**response, "links": _links(**targets)}
 
 
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+# A day exactly as YYYY-MM-DD (a real one, else 400), or empty: no bound.
+DAY = {"type": "string", "pattern": r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
+# llm/conversations.py FilterForm: the same rules as the conversations page.
+CONVERSATION_FILTERS = [
+    _query(
+        "q",
+        {"type": "string", "maxLength": conversation_rules.MAX_QUERY_CHARS, "pattern": NO_NUL},
+        "search titles and message text (PostgreSQL: full-text, ranked; SQLite: the "
+        "phrase as written, any case); each result then has a snippet",
+    ),
+    _query(
+        "provider",
+        {"enum": [*KINDS, ""]},
+        "only conversations with a reply from this provider (empty: any)",
+    ),
+    _query(
+        "model",
+        {"type": "string", "maxLength": conversation_rules.MAX_MODEL_CHARS, "pattern": NO_NUL},
+        "only conversations with a reply from this model (its exact name)",
+    ),
+    _query("since", DAY, "last activity on or after this day (YYYY-MM-DD)"),
+    _query("until", DAY, "last activity on or before this day; not before since"),
+    _query(
+        "pinned",
+        {"enum": ["true", "false", ""]},
+        "only the pinned ones, or only the rest (empty: both)",
+    ),
+]
+
 FOLLOW_REPLY = {
     "FollowReply": ("followReply", "message_id", "/message_id"),
     "StopReply": ("stopReply", "message_id", "/message_id"),
@@ -716,16 +766,19 @@ PATHS: dict[str, Schema] = {
     "/conversations": {
         "get": _operation(
             "listConversations",
-            "The caller's conversations, newest first",
+            "The caller's conversations, pinned first, then the newest (with q: the best "
+            "matches first within each)",
             {
                 "200": _with_links(
                     _json("a page", _ref("ConversationList")),
                     GetConversation=("getConversation", "id", "/conversations/0/id"),
+                    UpdateConversation=("updateConversation", "id", "/conversations/0/id"),
+                    ExportConversation=("exportConversation", "id", "/conversations/0/id"),
                     DeleteConversation=("deleteConversation", "id", "/conversations/0/id"),
                 ),
                 **_errors(400, 401),
             },
-            parameters=PAGE,
+            parameters=[*PAGE, *CONVERSATION_FILTERS],
         )
     },
     "/conversations/{id}": {
@@ -742,6 +795,12 @@ PATHS: dict[str, Schema] = {
                 **_errors(400, 401, 404),
             },
             parameters=PAGE,
+        ),
+        "patch": _operation(
+            "updateConversation",
+            "Rename or pin it (no activity: its place among the newest stays)",
+            {"200": _json("as saved", _ref("ConversationSummary")), **_errors(400, 401, 403, 404)},
+            requestBody=_body("ConversationUpdate", required=False),
         ),
         "delete": _operation(
             "deleteConversation",
@@ -1043,6 +1102,164 @@ PATHS["/files/{id}"] = {
         {**NO_CONTENT, **_errors(401, 403, 404)},
     ),
 }
+
+# --- exporting, importing and deleting conversations (llm/api/conversations.py) ------------
+
+NO_NUL_TEXT = {"type": "string", "pattern": NO_NUL}
+IMPORT_TEXT = {
+    "oneOf": [
+        {**NO_NUL_TEXT, "maxLength": settings.LLM_MAX_REPLY_CHARS},
+        {
+            "type": "array",
+            "description": "OpenAI's content parts, text ones only (joined)",
+            "items": {
+                "type": "object",
+                "required": ["type", "text"],
+                "properties": {"type": {"const": "text"}, "text": NO_NUL_TEXT},
+            },
+        },
+    ]
+}
+IMPORT_MESSAGES = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": exports.MAX_IMPORT_MESSAGES,
+    "items": {
+        "type": "object",
+        "description": "Other fields are ignored; provider (a known kind) and model are kept "
+        "on assistant messages.",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"enum": list(exports.ROLES)},
+            "content": IMPORT_TEXT,
+            "thinking": {"oneOf": [IMPORT_TEXT, {"type": "null"}]},
+        },
+    },
+}
+
+SCHEMAS.update(
+    {
+        "ConversationUpdate": {
+            "type": "object",
+            "description": "Omitted fields stay as they are.",
+            "properties": {
+                "title": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": conversation_rules.MAX_TITLE_CHARS,
+                    "pattern": SHOWN,
+                },
+                "pinned": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        },
+        "ExportedMessage": _object(
+            {"thinking": {"type": "string"}, "error": _ref("ErrorDetail")},
+            role={"enum": Message.Role.values},
+            content={"type": "string"},
+            status={"enum": Message.Status.values},
+            provider={"type": "string"},
+            model={"type": "string"},
+            created_at=TIMESTAMP,
+            usage=USAGE,
+            cost=COST,
+        ),
+        "ConversationExport": _object(
+            format={"const": exports.FORMAT},
+            version={"const": exports.VERSION},
+            exported_at=TIMESTAMP,
+            id={"type": "integer"},
+            title={"type": "string"},
+            pinned={"type": "boolean"},
+            created_at=TIMESTAMP,
+            updated_at=TIMESTAMP,
+            messages={"type": "array", "items": _ref("ExportedMessage")},
+        ),
+        "ConversationImport": {
+            "description": 'Our export, OpenAI\'s {"messages": [...]} body, or a bare list of '
+            f"messages; at most {exports.MAX_IMPORT_BYTES} bytes (413 above).",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["messages"],
+                    "properties": {"messages": IMPORT_MESSAGES},
+                },
+                IMPORT_MESSAGES,
+            ],
+        },
+        "ConversationsDelete": {
+            "description": "Those of the ids that are the caller's (anyone else's are ignored), "
+            "or every conversation of the caller's with a reply from the provider.",
+            "oneOf": [
+                _object(
+                    ids={
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": conversation_rules.MAX_BULK,
+                        "items": ID,
+                    }
+                ),
+                _object(provider={"enum": KINDS}),
+            ],
+        },
+        "ConversationsDeleted": _object(
+            deleted={"type": "integer", "minimum": 0},
+            ids={"type": "array", "items": {"type": "integer"}, "description": "in order"},
+        ),
+    }
+)
+
+PATHS.update(
+    {
+        "/conversations/{id}/export": {
+            "get": _operation(
+                "exportConversation",
+                "Download it as Markdown or as our JSON export (which the import takes back)",
+                {
+                    "200": {
+                        "description": "the file (Content-Disposition: attachment)",
+                        "content": {
+                            "application/json": {"schema": _ref("ConversationExport")},
+                            "text/markdown": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 404),
+                },
+                parameters=[
+                    _path_param("id", ID, "a conversation id"),
+                    _query(
+                        "format", {"enum": list(exports.FORMATS), "default": "json"}, "md or json"
+                    ),
+                ],
+            )
+        },
+        "/conversations/import": {
+            "post": _operation(
+                "importConversation",
+                "A new conversation with the file's messages, all complete; no provider is asked",
+                {
+                    "201": _with_links(
+                        _json("the new conversation", _ref("ConversationSummary")),
+                        GetConversation=("getConversation", "id", "/id"),
+                    ),
+                    **_errors(400, 401, 403, 413),
+                },
+                requestBody=_body("ConversationImport"),
+            )
+        },
+        "/conversations/delete": {
+            "post": _operation(
+                "deleteConversations",
+                "Delete several at once: by ids, or every one with a reply from a provider",
+                {
+                    "200": _json("what was deleted", _ref("ConversationsDeleted")),
+                    **_errors(400, 401, 403),
+                },
+                requestBody=_body("ConversationsDelete"),
+            )
+        },
+    }
+)
 
 DOCUMENT: Schema = {
     "openapi": "3.1.0",

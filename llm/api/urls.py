@@ -6,6 +6,7 @@ from django.urls import path, re_path
 
 from accounts import api as tokens_api
 from llm.api import base, chat, fallbacks, health, openai_compat, openapi, providers, replies
+from llm.api import conversations as conversations_api
 from llm.api import files as files_api
 from llm.api import presets as presets_api
 
@@ -15,8 +16,23 @@ urlpatterns = [
     path("files/<int:pk>", files_api.file_detail, name="api_file"),
     path("replies/<int:message_id>/events", replies.reply_events, name="api_reply_events"),
     path("replies/<int:message_id>/stop", replies.reply_stop, name="api_reply_stop"),
-    path("conversations", chat.conversations, name="api_conversations"),
+    path("conversations", conversations_api.conversation_list, name="api_conversations"),
+    path(
+        "conversations/import",
+        conversations_api.conversation_import,
+        name="api_conversations_import",
+    ),
+    path(
+        "conversations/delete",
+        conversations_api.conversations_delete,
+        name="api_conversations_delete",
+    ),
     path("conversations/<int:pk>", chat.conversation, name="api_conversation"),
+    path(
+        "conversations/<int:pk>/export",
+        conversations_api.conversation_export,
+        name="api_conversation_export",
+    ),
     path("usage", chat.usage, name="api_usage"),
     path("health", chat.health, name="api_health"),
     path("health/providers", health.providers_health, name="api_health_providers"),
