@@ -4,8 +4,8 @@ the filters (one form decides what is valid, for both) and what they select.
 Spend, tokens, requests and failures come from the DailyUsage roll-ups: a few thousand
 rows where the messages are millions, so the page stays fast however long the hub has
 run. Latency has no roll-up; its percentiles are taken over the newest `LATENCY_SAMPLE`
-ended replies that match the filters, read newest first along an index on the replies'
-created_at (bench/dashboard.py's INDEX_SQL), so that the read stops there.
+ended replies that match the filters, read newest first along the reply_created index
+(llm/models.py), so that the read stops there.
 """
 
 from __future__ import annotations
