@@ -22,7 +22,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from llm import attachments, presets, replies
+from llm import attachments, compare, presets, replies
 from llm.events import (
     Event,
     TextDelta,
@@ -212,10 +212,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self._follow(message_id, items)
             elif kind == "stop":
                 await self._stop(_optional_id(data, "message_id"))
+            elif kind == "compare":
+                await self._compare(SendFrame(data), compare.targets(data.get("targets")))
             else:
                 raise _bad(
                     'Unknown frame: use {"type": "send", "text": "..."}, '
-                    '{"type": "attach", "message_id": 41, "after": 0} or {"type": "stop"}.'
+                    '{"type": "attach", "message_id": 41, "after": 0}, {"type": "stop"} '
+                    'or {"type": "compare", "text": "...", "targets": [...]}.'
                 )
         except TurnError as error:
             await self.send(error_frame(error))
@@ -229,6 +232,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except json.JSONDecodeError:
             raise _bad("That frame is not valid JSON.") from None
         return data if isinstance(data, dict) else {}
+
+    # --- compare: one message to several models, a reply each ------------------------
+
+    async def _compare(self, frame: SendFrame, wanted: list[compare.Target]) -> None:
+        compare_id, columns = await compare.start(
+            self.user, frame.text, wanted, frame.client_message_id
+        )
+        for column in columns:
+            reply = column.reply
+            if reply is not None:
+                # The starts in the targets' order (a page lays its columns out by them).
+                started = reply.events[0]
+                assert isinstance(started, TurnStarted)
+                await self.send(start_frame(1, started))
+                self._follow(reply.message_id, reply.follow(after=1))
+            elif column.error is not None:  # this column could not start; the others do
+                refused = json.loads(error_frame(column.error))
+                refused.update(compare_id=str(compare_id), target=column.target.as_dict())
+                await self.send(json.dumps(refused))
 
     # --- send: start a reply and follow it --------------------------------------------
 

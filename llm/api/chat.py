@@ -139,6 +139,10 @@ def _message_json(message: Message) -> dict[str, Any]:
         "seq": message.seq,
         "ttft_ms": message.ttft_ms,
         "latency_ms": message.latency_ms,
+        "thinking": message.thinking,
+        "attempts": message.attempts or [],
+        "cached": message.cached,
+        "compare_id": str(message.compare_id) if message.compare_id else None,
         "attachments": [attachments.describe(a) for a in message.attachments.all()],
         "created_at": message.created_at.isoformat(),
     }

@@ -35,7 +35,10 @@ async def compare_view(request: HttpRequest) -> HttpResponse:
     except ValueError:
         raise ApiError("bad_request", "client_message_id must be a UUID.") from None
     compare_id, columns = await compare.start(user_of(request), text, wanted, client_message_id)
-    if data.get("stream") is True:
+    stream = data.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ApiError("bad_request", "stream must be true or false.")
+    if stream:
         return streaming.sse_response(_events(compare_id, columns))
     bodies = await asyncio.gather(*(_body(column) for column in columns))
     return JsonResponse({"compare_id": str(compare_id), "replies": bodies})
@@ -57,7 +60,7 @@ async def _events(compare_id: uuid.UUID, columns: list[compare.Column]) -> Async
             if column.reply is None:
                 error = column.error or TurnError.internal()
                 body = {**column.target.as_dict(), "compare_id": str(compare_id)}
-                await queue.put(streaming.sse("error", {**body, "error": error.as_dict()}))
+                await queue.put(streaming.sse("error", {**body, "error": error.as_dict()}, 0))
                 return
             message_id = column.reply.message_id
             async for frame in streaming.reply_events(column.reply.follow(), message_id):

@@ -101,13 +101,27 @@ CHAT_RESULT_FIELDS: Schema = {
     "conversation_id": {"type": "integer"},
     "message_id": {"type": "integer"},
     "content": {"type": "string"},
-    "provider": {"enum": KINDS},
+    # "": a message imported from elsewhere, which no provider of ours wrote.
+    "provider": {"enum": [*KINDS, ""]},
     "model": {"type": "string"},
     "status": {"enum": ["complete", "stopped", "error"]},
     "usage": USAGE,
     "cost": COST,
     "ttft_ms": NULLABLE_NUMBER,
     "latency_ms": {"type": "number", "minimum": 0},
+    "thinking": {"type": "string"},
+    "thinking_ms": NULLABLE_NUMBER,
+    "answered_by": _object(provider={"enum": [*KINDS, ""]}, model={"type": "string"}),
+    "attempts": {
+        "type": "array",
+        "items": _object(
+            provider={"enum": KINDS},
+            model={"type": "string"},
+            error={"type": "object"},
+            ms={"type": "number", "minimum": 0},
+        ),
+    },
+    "cached": {"type": "boolean"},
 }
 
 COUNT = {"type": "integer", "minimum": 0}
@@ -362,6 +376,44 @@ SCHEMAS: dict[str, Schema] = {
         "description": "The turn had started: the text so far, and why it failed.",
     },
     "StopPending": _object(message_id={"type": "integer"}, status={"const": "streaming"}),
+    "CompareRequest": {
+        "type": "object",
+        "required": ["message", "targets"],
+        "properties": {
+            "message": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": settings.LLM_MAX_MESSAGE_CHARS,
+                "pattern": SHOWN,
+            },
+            "targets": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 4,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "provider": {"enum": [*KINDS, None]},
+                        "model": {"type": ["string", "null"], "maxLength": 200, "pattern": NO_NUL},
+                    },
+                    # A provider, or a model whose name picks one.
+                    "anyOf": [
+                        {"required": ["provider"], "properties": {"provider": {"enum": KINDS}}},
+                        {
+                            "required": ["model"],
+                            "properties": {"model": {"type": "string", "minLength": 1}},
+                        },
+                    ],
+                },
+            },
+            "client_message_id": {"type": ["string", "null"], "format": "uuid"},
+            "stream": {"type": ["boolean", "null"]},
+        },
+    },
+    "CompareResult": _object(
+        compare_id={"type": "string", "format": "uuid"},
+        replies={"type": "array", "items": {"type": "object"}},
+    ),
     "ConversationSummary": _object(
         {
             "snippet": {
@@ -398,6 +450,10 @@ SCHEMAS: dict[str, Schema] = {
         },
         ttft_ms=NULLABLE_NUMBER,
         latency_ms=NULLABLE_NUMBER,
+        thinking={"type": "string"},
+        attempts=CHAT_RESULT_FIELDS["attempts"],
+        cached={"type": "boolean"},
+        compare_id={"type": ["string", "null"], "format": "uuid"},
         created_at=TIMESTAMP,
     ),
     "ConversationDetail": _object(
@@ -505,20 +561,51 @@ def _event(name: str, data: Schema) -> Schema:
     )
 
 
+TEXT = {"type": "string"}
+AHEAD = {"type": "integer", "minimum": 0}
 # Open API 3.1 has no schema for a stream as a whole: `schema` describes each event.
 SSE = {
     "text/event-stream": {
         "schema": {
             "oneOf": [
                 _event("start", _ref("ReplyStarted")),
-                _event("delta", _object(text={"type": "string"})),
+                _event("waiting", _object(ahead=AHEAD)),
+                _event("thinking", _object(text=TEXT)),
+                _event("delta", _object(text=TEXT)),
                 _event("done", _ref("ReplyDone")),
                 _event("error", _ref("ChatFailed")),
             ]
         }
     }
 }
+# A compare's columns share one stream: every event names its reply (message_id), and a
+# column that could not start is an error event (id 0) naming its target.
+MESSAGE_ID = {"type": "integer"}
+COMPARE_SSE = {
+    "text/event-stream": {
+        "schema": {
+            "oneOf": [
+                _event("start", _ref("ReplyStarted")),
+                _event("waiting", _object(message_id=MESSAGE_ID, ahead=AHEAD)),
+                _event("thinking", _object(message_id=MESSAGE_ID, text=TEXT)),
+                _event("delta", _object(message_id=MESSAGE_ID, text=TEXT)),
+                _event("done", _ref("ReplyDone")),
+                _event("error", _ref("ChatFailed")),
+                _event(
+                    "error",
+                    _object(
+                        provider={"enum": [*KINDS, None]},
+                        model={"type": ["string", "null"]},
+                        compare_id={"type": "string", "format": "uuid"},
+                        error=_ref("ErrorDetail"),
+                    ),
+                ),
+            ]
+        }
+    }
+}
 SCHEMAS["ReplyStarted"] = _object(
+    {"compare_id": {"type": "string", "format": "uuid"}},
     conversation_id={"type": "integer"},
     message_id={"type": "integer"},
     provider={"enum": KINDS},
@@ -728,6 +815,23 @@ PATHS: dict[str, Schema] = {
                 **CHAT_FAILED,
             },
             requestBody=_body("ChatRequest"),
+        )
+    },
+    "/compare": {
+        "post": _operation(
+            "compare",
+            "Send one message to 2-4 models at once: a reply each",
+            {
+                "200": {
+                    "description": "every column's reply (JSON), or their events with stream: true",
+                    "content": {
+                        "application/json": {"schema": _ref("CompareResult")},
+                        **COMPARE_SSE,
+                    },
+                },
+                **_errors(400, 401, 403, 409, 413, 429),
+            },
+            requestBody=_body("CompareRequest"),
         )
     },
     "/replies/{message_id}/events": {

@@ -5,13 +5,24 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from accounts import api as tokens_api
-from llm.api import base, chat, fallbacks, health, openai_compat, openapi, providers, replies
+from llm.api import (
+    base,
+    chat,
+    compare,
+    fallbacks,
+    health,
+    openai_compat,
+    openapi,
+    providers,
+    replies,
+)
 from llm.api import conversations as conversations_api
 from llm.api import files as files_api
 from llm.api import presets as presets_api
 
 urlpatterns = [
     path("chat", chat.chat, name="api_chat"),
+    path("compare", compare.compare_view, name="api_compare"),
     path("files", files_api.files, name="api_files"),
     path("files/<int:pk>", files_api.file_detail, name="api_file"),
     path("replies/<int:message_id>/events", replies.reply_events, name="api_reply_events"),

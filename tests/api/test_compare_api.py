@@ -87,8 +87,8 @@ async def test_bad_targets_are_refused_in_words(alice_auth: dict[str, str]) -> N
         ([THREE[0]], "Compare 2 to 4 models"),
         (THREE + THREE[:2], "Compare 2 to 4 models"),
         ([THREE[0], {"provider": "nope"}], "no provider called 'nope'"),
-        ([THREE[0], THREE[0]], "same as an earlier one"),
         ([THREE[0], {}], "names neither a provider nor a model"),
+        ([THREE[0], {"provider": "local", "model": "a\x00b"}], "without NUL characters"),
     ]:
         response = await post_compare(alice_auth, message="hi", targets=targets)
         assert response.status_code == 400, targets
