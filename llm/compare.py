@@ -21,7 +21,7 @@ from accounts.models import User
 from llm import limits, metrics, replies, trips
 from llm.events import TurnError
 from llm.providers import registry
-from llm.turns import run_turn
+from llm.turns import check_message, run_turn
 
 MIN_TARGETS, MAX_TARGETS = 2, 4
 
@@ -90,6 +90,7 @@ async def start(
     Raises TurnError when none may start (the rate limit, a cap too small for them).
     A resend with the same client_message_id gets the same columns back.
     """
+    check_message(text)  # once, before any column is counted or started
     cap = settings.LLM_MAX_CONCURRENT_REPLIES
     if cap and len(wanted) > cap:
         raise TurnError(

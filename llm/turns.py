@@ -79,7 +79,7 @@ from llm.turn_trips import (
     start_trip,
 )
 
-__all__ = ["Turn", "run_turn"]
+__all__ = ["Turn", "check_message", "run_turn"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,22 @@ def _check_sampling(temperature: float | None, max_tokens: int | None) -> None:
         )
     if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS:
         raise TurnError("bad_request", f"max_tokens must be a whole number from 1 to {MAX_TOKENS}.")
+
+
+def check_message(text: str) -> None:
+    """What any message must be before anything starts (a compare checks it once for all)."""
+    if not text.strip():
+        raise TurnError("bad_request", "Type a message before sending.")
+    limit = settings.LLM_MAX_MESSAGE_CHARS
+    if len(text) > limit:
+        raise TurnError(
+            "too_large",
+            f"That message is {len(text):,} characters; the limit is {limit:,}. "
+            "Shorten it or split it into parts.",
+        )
+    if "\x00" in text:
+        # PostgreSQL cannot store a NUL in text: every transport says so, none fails.
+        raise TurnError("bad_request", "The message contains a NUL character (\\u0000).")
 
 
 class _KeyUnreadable(ProviderError):
@@ -229,15 +245,7 @@ class Turn:
     # --- validation, before any trip ------------------------------------------------
 
     def _ask(self) -> Ask:
-        if not self.text.strip():
-            raise TurnError("bad_request", "Type a message before sending.")
-        limit = settings.LLM_MAX_MESSAGE_CHARS
-        if len(self.text) > limit:
-            raise TurnError(
-                "too_large",
-                f"That message is {len(self.text):,} characters; the limit is {limit:,}. "
-                "Shorten it or split it into parts.",
-            )
+        check_message(self.text)
         sent = [self.text, self.system or "", self.model or "", self.provider or ""]
         if any("\x00" in part for part in sent + [m.content for m in self.history or ()]):
             # PostgreSQL cannot store a NUL in text: every transport says so, none fails.
