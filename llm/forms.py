@@ -134,6 +134,30 @@ def _seconds(label: str) -> forms.FloatField:
     )
 
 
+# A provider card's stored settings (the key aside), and those its "Advanced" part holds.
+ADVANCED_FIELDS = (
+    "top_p",
+    "stop",
+    "thinking",
+    "connect_timeout",
+    "first_byte_timeout",
+    "idle_timeout",
+    "max_concurrent",
+    "keep_alive_minutes",
+    "cache_replies",
+)
+CONFIG_FIELDS = (
+    "base_url",
+    "api_version",
+    "model",
+    "temperature",
+    "max_tokens",
+    "system_prompt",
+    "enabled",
+    *ADVANCED_FIELDS,
+)
+
+
 class ProviderConfigForm(forms.ModelForm):
     api_key = forms.CharField(
         label="API key",
@@ -259,38 +283,11 @@ class ProviderConfigForm(forms.ModelForm):
     )
 
     # What the card folds under "Advanced", in this order.
-    ADVANCED = (
-        "top_p",
-        "stop",
-        "thinking",
-        "connect_timeout",
-        "first_byte_timeout",
-        "idle_timeout",
-        "max_concurrent",
-        "keep_alive_minutes",
-        "cache_replies",
-    )
+    ADVANCED = ADVANCED_FIELDS
 
     class Meta:
         model = ProviderConfig
-        fields = [
-            "base_url",
-            "api_version",
-            "model",
-            "temperature",
-            "max_tokens",
-            "system_prompt",
-            "enabled",
-            "top_p",
-            "stop",
-            "thinking",
-            "connect_timeout",
-            "first_byte_timeout",
-            "idle_timeout",
-            "max_concurrent",
-            "keep_alive_minutes",
-            "cache_replies",
-        ]
+        fields = list(CONFIG_FIELDS)
 
     def __init__(self, *args: Any, kind: str, user: User, **kwargs: Any) -> None:
         self.spec: ProviderSpec = registry.spec(kind)
@@ -452,25 +449,7 @@ class ProviderConfigForm(forms.ModelForm):
         return config
 
 
-PROVIDER_FIELDS = (
-    "api_key",
-    "base_url",
-    "api_version",
-    "model",
-    "temperature",
-    "max_tokens",
-    "system_prompt",
-    "enabled",
-    "top_p",
-    "stop",
-    "thinking",
-    "connect_timeout",
-    "first_byte_timeout",
-    "idle_timeout",
-    "max_concurrent",
-    "keep_alive_minutes",
-    "cache_replies",
-)
+PROVIDER_FIELDS = ("api_key", *CONFIG_FIELDS)
 BOOLEAN_FIELDS = ("enabled", "cache_replies")
 # A field the kind has not may still be sent as "nothing" (a JSON body copied from
 # another kind): null, empty, 0 or false.
