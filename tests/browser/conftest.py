@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -84,7 +84,9 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.active = 0  # requests and sockets the app is still handling
         self.server_loop: asyncio.AbstractEventLoop | None = None  # known from the first call
-        app = ASGIStaticFilesHandler(application)
+        # The request-id wrapper (coppertone/asgi.py) is a plain ASGI callable, which
+        # Django's stubs do not take for an ASGIHandler: it is one at run time.
+        app = ASGIStaticFilesHandler(cast(Any, application))
 
         async def counted(scope: Any, receive: Any, send: Any) -> None:
             self.server_loop = asyncio.get_running_loop()

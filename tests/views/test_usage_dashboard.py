@@ -241,6 +241,6 @@ def test_latency_percentiles_and_error_rate_per_provider(
 
 
 def test_the_csv_never_holds_a_formula(charlie_client: Client, alice: User) -> None:
-    record(alice, 0, "1.00", model="=HYPERLINK(\"http://x\")")
+    record(alice, 0, "1.00", model='=HYPERLINK("http://x")')
     (row,) = csv_rows(charlie_client)
-    assert row[2] == "'=HYPERLINK(\"http://x\")"
+    assert row[2] == '\'=HYPERLINK("http://x")'
