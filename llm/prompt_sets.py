@@ -99,6 +99,9 @@ def parse_prompts(text: str, *, source: str = "The prompt set") -> list[dict[str
                 f"Line {number} is not valid JSON ({exc.msg} at column {exc.colno}): each "
                 f"line must be one JSON object, such as {EXAMPLE}."
             ) from None
+        if "\\u0000" in line or "\x00" in line:
+            # PostgreSQL cannot store a NUL in text, so the set could not even be saved.
+            raise PromptsError(f"Line {number} contains a NUL character (\\u0000): remove it.")
         prompts.append(_prompt(body, number))
     if not prompts:
         raise PromptsError(

@@ -46,6 +46,8 @@ FLUSH_SECONDS = 0.05
 TICK_SECONDS = 1.0
 # A finished reply stays in memory this long, for followers that attach late.
 KEEP_SECONDS = 60.0
+# How long shutdown waits for each of its helpers (the shared log's, keep-alive) to stop.
+HELPER_STOP_SECONDS = 5.0
 # How long shutdown waits for replies to end on their own before it stops them.
 SHUTDOWN_GRACE_SECONDS = 10.0
 
@@ -449,15 +451,18 @@ class Runner:
                 await asyncio.wait(late, timeout=max(grace, 5.0))
         # The maintainer first: cancelled mid-write, it puts its batch back in `_dirty`,
         # so the last flush below writes every reply's end exactly once more at most.
-        for helper in (self._listener, self._maintainer, self._keep_alive):
-            if helper is not None and not helper.done():
-                helper.cancel()
-                with suppress(asyncio.CancelledError, Exception):
-                    await helper
+        # Each wait is bounded: a helper stuck on a dead connection must not hold the
+        # worker's shutdown (and every later one) forever.
+        helpers = [h for h in (self._listener, self._maintainer, self._keep_alive) if h]
+        for helper in helpers:
+            helper.cancel()
+        if helpers:
+            await asyncio.wait(helpers, timeout=HELPER_STOP_SECONDS)
         if self.log is not None:
             with suppress(Exception):
-                await self._flush(tick=False)
-            await self.log.close()
+                await asyncio.wait_for(self._flush(tick=False), HELPER_STOP_SECONDS)
+            with suppress(Exception):
+                await asyncio.wait_for(self.log.close(), HELPER_STOP_SECONDS)
         if _runners.get(asyncio.get_running_loop()) is self:
             del _runners[asyncio.get_running_loop()]
 

@@ -28,7 +28,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -84,6 +84,7 @@ __all__ = ["Turn", "check_message", "run_turn"]
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 0.5
+LEAVE_QUEUE_SECONDS = 5.0
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.0, 2.0
 MAX_TOKENS = 32000
 FINISH_RETRY_PAUSES = (0.05, 0.2, 1.0)
@@ -556,8 +557,8 @@ async def _in_line(
     except BaseException:
         if not entering.done():
             entering.cancel()
-            with suppress(asyncio.CancelledError):
-                await entering
+            # Bounded: leaving the queue must not hang a Stop on a dead connection.
+            await asyncio.wait([entering], timeout=LEAVE_QUEUE_SECONDS)
         elif not entering.cancelled() and entering.exception() is None:
             await slot.__aexit__(None, None, None)
         raise

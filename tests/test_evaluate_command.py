@@ -362,12 +362,23 @@ def test_an_answer_from_the_fallback_chain_is_not_the_models(
     assert all(r.checks_passed == 0 for r in runs)
 
 
-def test_a_prompt_the_engine_refuses_is_that_cells_error(tmp_path: Path) -> None:
-    path = tmp_path / "nul.jsonl"
-    path.write_text(json.dumps({"prompt": "a\u0000b"}) + "\n" + json.dumps({"prompt": "fine"}))
+def test_a_prompt_the_engine_refuses_is_that_cells_error(tmp_path: Path, settings: Any) -> None:
+    settings.LLM_MAX_MESSAGE_CHARS = 10
+    path = tmp_path / "long.jsonl"
+    path.write_text(
+        json.dumps({"prompt": "far too long a prompt"}) + "\n" + json.dumps({"prompt": "fine"})
+    )
     evaluate("--prompts", str(path), "--models", "anthropic", "--user", "alice")
 
     refused, fine = EvaluationRun.objects.order_by("prompt_index")
-    assert refused.status == "error" and "NUL character" in refused.error
+    assert refused.status == "error" and "the limit is 10" in refused.error
     assert refused.message is None and fine.status == "complete"
     assert Evaluation.objects.get().status == "done"
+
+
+def test_a_nul_in_a_prompt_is_refused_before_anything_is_saved(tmp_path: Path) -> None:
+    path = tmp_path / "nul.jsonl"
+    path.write_text(json.dumps({"prompt": "a\u0000b"}))
+    with pytest.raises(CommandError, match="Line 1 contains a NUL character"):
+        evaluate("--prompts", str(path), "--models", "anthropic", "--user", "alice")
+    assert not Evaluation.objects.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.db import connection
 from playwright.sync_api import expect
 
 from accounts.models import User
@@ -51,7 +52,10 @@ def test_search_and_rename_in_the_widget(
     expect(found.locator(".cw-conv-title")).to_have_text("Trip to Lisbon")
     expect(found.locator("mark")).to_have_text("sardines")
     settled(page)
-    expect(found.locator(".cw-conv-snippet")).to_contain_text("<b>grilled</b>")  # as text
+    # Markup in a message is never markup in the snippet: SQLite's snippet shows it as
+    # text, PostgreSQL's ts_headline drops the tags; neither renders a <b>.
+    shown = "<b>grilled</b>" if connection.vendor == "sqlite" else "grilled sardines"
+    expect(found.locator(".cw-conv-snippet")).to_contain_text(shown)
     assert found.locator(".cw-conv-snippet b").count() == 0
     page.screenshot(path=str(artifacts / "widget-search.png"))
 
