@@ -236,6 +236,9 @@ def test_keyboard_only(page: Any, live_url: str, alice: User, openai_for_alice: 
     page.keyboard.press("Enter")
     box = page.get_by_role("textbox", name="Message")
     expect(box).to_be_focused()
+    # The picker and the socket come up on opening; a busy machine takes a moment.
+    expect(page.locator("#cw-conn")).to_have_text("Connected")
+    expect(page.get_by_label("Provider")).to_have_value("openai")
     page.keyboard.type("Hello")
     page.keyboard.press("Enter")
     expect(page.locator(".msg-assistant .msg-body").last).to_have_text("Typed without a mouse.")
