@@ -5,21 +5,17 @@ from __future__ import annotations
 import pytest
 
 from llm.redaction import MASK, redact
+from tests.security.test_redaction import SECRETS as KEY_SHAPES
 
+# The key shapes of the hardening tests (made-up, never real keys), and the spellings the
+# quick path's markers must also catch.
 SECRETS = [
-    "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
-    "sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
+    *KEY_SHAPES.values(),
     "sk-abcdefghijklmnop",
-    "AIzaSyA1234567890abcdefghijklmnopqrstuv",
-    "hf_abcdefghijklmnopqrstuvwxyz0123456789",
-    "cpt_abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
-    "Bearer eyJhbGciOiJIUzI1NiJ9.payload.signature",
     "BEARER eyJhbGciOiJIUzI1NiJ9.payload.signature",
     "Basic dXNlcjpwYXNzd29yZA==",
-    "x-api-key: 0123456789abcdef0123456789abcdef",
     "X-Goog-Api-Key=0123456789abcdef0123456789abcdef",
     "api-key: '0123456789abcdef'",
-    "redis://default:hunter2-very-secret@cache.internal:6379/0",
     "HTTPS://user:Pa55word!@example.com/",
 ]
 
