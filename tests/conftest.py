@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,6 +16,13 @@ from llm import replies
 pytest_plugins = ["tests.fakes.fixtures"]
 
 PASSWORD = "correct horse battery staple"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal has it. A suite started in the background (`make test &`,
+    nohup) inherits SIGINT ignored, and so would the commands it starts: the Ctrl-C tests
+    would then press a key that nobody hears (three failed so on a fresh machine)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
