@@ -37,4 +37,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 # (the per-IP sign-in limit) and HTTPS. `exec`: uvicorn is PID 1 and so gets
 # `docker stop`'s SIGTERM itself, which ends running replies cleanly.
 # Workers: WEB_CONCURRENCY, or one per core.
-CMD ["sh", "-c", "exec uvicorn coppertone.asgi:application --host 0.0.0.0 --port 8000 --workers \"${WEB_CONCURRENCY:-$(nproc)}\" --proxy-headers --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS}\" --no-server-header"]
+CMD ["sh", "-c", "exec uvicorn coppertone.asgi:application --host 0.0.0.0 --port 8000 --workers \"${WEB_CONCURRENCY:-$(nproc)}\" --http coppertone.http_protocol:HeaderDeadline --proxy-headers --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS}\" --no-server-header"]

@@ -34,6 +34,7 @@ def test_the_services_run_the_hub_the_bridge_and_the_migrations() -> None:
     cmd = re.search(r'^CMD \["sh", "-c", "(.*)"\]$', dockerfile, re.M)
     assert cmd and "uvicorn coppertone.asgi:application" in cmd.group(1)
     assert "--workers" in cmd.group(1) and "$(nproc)" in cmd.group(1)  # workers = cores
+    assert "--http coppertone.http_protocol:HeaderDeadline" in cmd.group(1)  # slow clients
     assert "command" not in services["web"]  # the image's CMD
     assert "manage.py migrate" in services["migrate"]["command"]
     assert services["mqtt-bridge"]["command"] == ["python", "manage.py", "mqtt_bridge"]
