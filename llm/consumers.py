@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any
 
+import orjson
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -310,7 +311,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             async for seq, event in items:
                 if type(event) is TextDelta:
-                    await send(f'{head}{seq},"text":{json.dumps(event.text)}}}')
+                    await send(f'{head}{seq},"text":{orjson.dumps(event.text).decode()}}}')
                 elif type(event) is ThinkingDelta:
                     await send(thinking_frame(message_id, seq, event))
                 elif isinstance(event, TurnStarted):

@@ -8,7 +8,7 @@ shape, `{"error": {"message", "type", "param", "code"}}`, with an `x-should-retr
 header so that the SDKs do not retry what cannot succeed.
 
 This is the path the benchmark hammers: one token lookup, the engine's two trips,
-and per token one `json.dumps` of the text between two constant strings. Unlike
+and per token one `orjson.dumps` of the text between two constant strings. Unlike
 /api/v1/chat, a reply here ends with its request: a client that disconnects stops
 it, as OpenAI's API does, and the text so far is stored as `stopped`.
 """
@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import wraps
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -307,7 +308,7 @@ async def _chunks(reply: replies.Reply, usage: bool) -> AsyncIterator[str]:
                 tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
                 yield head + '"","role":"assistant"' + tail
             elif type(event) is TextDelta:
-                yield head + json.dumps(event.text) + tail
+                yield head + orjson.dumps(event.text).decode() + tail
             elif type(event) is ThinkingDelta:
                 # The field vLLM, DeepSeek and DashScope use: OpenAI SDKs pass it through.
                 yield thinking_head + json.dumps(event.text) + tail

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 
 from llm.providers.base import (
     AuthFailed,
@@ -652,7 +653,7 @@ def _failed_ping(started: float, exc: ProviderError) -> Ping:
 def parse_json(target: Target, data: str) -> Any:
     """One event's JSON payload, or a ProtocolError a person can understand."""
     try:
-        return json.loads(data)
+        return orjson.loads(data)  # about 4x json.loads on a token's chunk
     except ValueError:
         raise ProtocolError(
             f"{target.label} sent part of the reply that Coppertone could not read "
