@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -89,8 +90,23 @@ class ApiToken(models.Model):
 
     @classmethod
     async def aauthenticate(cls, raw: str) -> User | None:
-        """`authenticate` as one database trip off the event loop (llm/trips.py)."""
-        return await _authenticate_trip(raw)
+        """`authenticate` from the event loop: on PostgreSQL one statement on the loop's
+        pool (llm/pg_trips.py), else one database trip off the loop (llm/trips.py)."""
+        from llm import pg_trips  # the engine's module; it imports this one
+
+        if not pg_trips.usable():
+            return await _authenticate_trip(raw)
+        if not raw.startswith(TOKEN_PREFIX):
+            return None
+        lookup = _token_lookup(connection)
+        now = timezone.now()
+        # The touch sees the row as the SELECT does (one snapshot): at most once a minute.
+        row = await pg_trips.fetchone(
+            f"WITH touched AS (UPDATE {lookup.table} SET last_used_at = %s WHERE digest = %s "
+            "AND (last_used_at IS NULL OR last_used_at < %s)) " + lookup.sql,
+            [now, _digest(raw), now - dt.timedelta(seconds=60), _digest(raw)],
+        )
+        return lookup.user(lookup.convert(row, connection) if row else None, connection)
 
     @classmethod
     def authenticate(cls, raw: str) -> User | None:
@@ -108,9 +124,10 @@ class ApiToken(models.Model):
             row = cursor.fetchone()
         if row is None:
             return None
-        token_id, last_used_at, *values = lookup.convert(row, connection)
-        user = User.from_db(connection.alias, lookup.user_fields, values)
-        if not user.is_active:
+        values = lookup.convert(row, connection)
+        token_id, last_used_at = values[:2]
+        user = lookup.user(values, connection)
+        if user is None:
             return None
         now = timezone.now()
         # Touch last_used_at at most once a minute: no write on every request.
@@ -153,6 +170,13 @@ class _TokenLookup:
             found = db.ops.get_db_converters(column) + column.get_db_converters(db)
             if found:
                 self.converters.append((index, found, column))
+
+    def user(self, values: list[Any] | None, db: BaseDatabaseWrapper) -> User | None:
+        """The user of a converted row if it is active, else None."""
+        if values is None:
+            return None
+        user = User.from_db(db.alias, self.user_fields, values[2:])
+        return user if user.is_active else None
 
     def convert(self, row: tuple[Any, ...], db: BaseDatabaseWrapper) -> list[Any]:
         values = list(row)

@@ -8,7 +8,8 @@ one JSON line.
 
 Django's CaptureQueriesContext sees one thread's connection only, and the engine
 runs its trips in worker threads, so this counts with an execute wrapper attached to
-every connection as it is created, in whichever thread.
+every connection as it is created, in whichever thread, and the statements of the
+async pool on PostgreSQL (llm/pg_trips.py) through its observer.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class Counter:
         with self.lock:
             self.statements.append(" ".join(str(sql).split())[:120])
         return execute(sql, params, many, context)
+
+    def observe(self, sql: str) -> None:
+        """A statement of the async hot path on PostgreSQL (llm/pg_trips.py)."""
+        with self.lock:
+            self.statements.append(" ".join(sql.split())[:120])
 
     def attach(self, sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
         if connection is not None and self not in connection.execute_wrappers:
@@ -106,8 +112,10 @@ async def measure(user_id: int, token: str) -> dict[str, Any]:
     from django.db.backends.signals import connection_created
 
     from accounts.models import User
+    from llm import pg_trips
 
     counter = Counter()
+    pg_trips.observer = counter.observe
     connection_created.connect(counter.attach)
     for connection in connections.all():
         counter.attach(connection=connection)

@@ -296,6 +296,8 @@ LLM_MAX_REPLY_CHARS: int = env.int("LLM_MAX_REPLY_CHARS", default=1_000_000)
 LLM_MAX_BODY_BYTES: int = env.int("LLM_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # Replies one person may have streaming at once, across every transport; 0 = no cap.
 LLM_MAX_CONCURRENT_REPLIES: int = env.int("LLM_MAX_CONCURRENT_REPLIES", default=3)
+# On PostgreSQL, the common turn's database steps run on an async pool (llm/pg_trips.py).
+LLM_ASYNC_DATABASE: bool = env.bool("LLM_ASYNC_DATABASE", default=True)
 LLM_HISTORY_TOKENS: int = env.int("LLM_HISTORY_TOKENS", default=8000)
 LLM_MAX_MESSAGE_CHARS: int = env.int("LLM_MAX_MESSAGE_CHARS", default=32000)
 # A whole conversation a caller sends at once (/v1's messages): system, history and text.

@@ -88,8 +88,11 @@ class _Servers:
         self.read_at = -REFRESH_SECONDS
         self.lock = threading.Lock()
 
+    def stale(self) -> bool:
+        return time.monotonic() - self.read_at >= REFRESH_SECONDS
+
     def refresh(self) -> None:
-        if time.monotonic() - self.read_at < REFRESH_SECONDS:
+        if not self.stale():
             return
         with self.lock:
             if time.monotonic() - self.read_at < REFRESH_SECONDS:
@@ -176,6 +179,17 @@ def failed(config: ProviderConfig | None, server: str, error: TurnError, now: dt
         opened = Upstream.objects.filter(pk=row.pk, failures__gte=opens_at).update(open_until=until)
         metrics.breaker_opened("server", opened)
         servers.forget()
+
+
+def reads_database(config: ProviderConfig | None, server: str) -> bool:
+    """Whether gate() may touch the database now: a probe to claim, or the servers with
+    failures to read again (once a second); else it decides from memory."""
+    if config is not None and config.open_until is not None:
+        return True
+    if not server:
+        return False
+    known = servers.known.get(server)
+    return servers.stale() or (known is not None and known.open_until is not None)
 
 
 def needs_reset(config: ProviderConfig | None, server: str) -> bool:

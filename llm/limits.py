@@ -1,18 +1,21 @@
 """Rate limits and monthly budgets shared by every transport, and the usage they read.
 
-Everything here is synchronous: the engine calls it inside its start and finish trips,
-which already run off the event loop, so a limit check costs no thread hop of its own.
+Everything here but acheck_rate is synchronous: the engine calls it inside its start
+and finish trips, which already run off the event loop, so a limit check costs no
+thread hop of its own; acheck_rate serves the async start on PostgreSQL (llm/pg_trips.py).
 The rate limit lives in the Django cache (Redis in production, so every worker and
 every transport counts against the same window); budgets are read from DailyUsage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from decimal import Decimal
 from typing import Any
 
+import redis.asyncio as aioredis
 from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -27,6 +30,7 @@ PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _cache: BaseCache | None = None
 _redis: Any = None  # redis.Redis when the cache is Redis; thread-safe, one per process
+_aredis: dict[asyncio.AbstractEventLoop, Any] = {}  # redis.asyncio.Redis per event loop
 
 
 def _shared_cache() -> BaseCache:
@@ -46,6 +50,7 @@ def _forget_cache(*, setting: str, **kwargs: object) -> None:
     global _cache, _redis
     if setting == "CACHES":
         _cache = _redis = None
+        _aredis.clear()
 
 
 def _redis_client(cache: BaseCache) -> Any:
@@ -55,6 +60,20 @@ def _redis_client(cache: BaseCache) -> Any:
         # The cache's own client and pool: the same server, database and connections.
         _redis = cache._cache.get_client(None, write=True)  # type: ignore[attr-defined]
     return _redis
+
+
+def _async_redis(cache: BaseCache) -> Any:
+    """This event loop's asyncio Redis client for the cache's server (a client's
+    connections belong to the loop that opened them)."""
+    loop = asyncio.get_running_loop()
+    client = _aredis.get(loop)
+    if client is None:
+        for stale in [k for k in _aredis if k.is_closed()]:
+            del _aredis[stale]
+        location = settings.CACHES["default"]["LOCATION"]
+        url = location[0] if isinstance(location, list | tuple) else location
+        client = _aredis[loop] = aioredis.Redis.from_url(url)
+    return client
 
 
 setting_changed.connect(_forget_cache, dispatch_uid="llm.limits.forget_cache")
@@ -94,27 +113,57 @@ def check_rate(user_id: int, turns: int = 1) -> None:
     if limit <= 0:
         return
     now = time.time()
-    window = int(now // period)
-    count = _count(f"llm:rate:{user_id}:{window}", period + 1, turns)
-    if count > limit:
-        retry_after = max(1.0, (window + 1) * period - now)
-        if turns > 1:
-            _count(f"llm:rate:{user_id}:{window}", period + 1, -turns)  # none of them start
-            left = max(0, limit - (count - turns))
-            raise LimitError(
-                "rate_limited",
-                f"A compare of {turns} replies counts as {turns} messages, and {left} of your "
-                f"{limit} per {_period_words(period)} are left: compare fewer models, or try "
-                f"again in {round(retry_after)} seconds.",
-                retry_after=retry_after,
-            )
+    key = _window_key(user_id, period, now)
+    count = _count(key, period + 1, turns)
+    if count > limit and turns > 1:
+        _count(key, period + 1, -turns)  # none of them start
+    _judge(count, turns, limit, period, now)
+
+
+async def acheck_rate(user_id: int) -> None:
+    """check_rate for one turn, from the event loop: with Redis, one async round trip on
+    this loop's client (no thread hop); an in-process cache needs no I/O at all."""
+    limit, period = parse_rate(settings.LLM_RATE_LIMIT)
+    if limit <= 0:
+        return
+    cache = _shared_cache()
+    if not isinstance(cache, RedisCache):
+        check_rate(user_id)
+        return
+    now = time.time()
+    full_key = cache.make_and_validate_key(_window_key(user_id, period, now))
+    pipe = _async_redis(cache).pipeline(transaction=True)
+    pipe.set(full_key, 0, ex=period + 1, nx=True)
+    pipe.incr(full_key, 1)
+    _created, count = await pipe.execute()
+    _judge(int(count), 1, limit, period, now)
+
+
+def _window_key(user_id: int, period: int, now: float) -> str:
+    return f"llm:rate:{user_id}:{int(now // period)}"
+
+
+def _judge(count: int, turns: int, limit: int, period: int, now: float) -> None:
+    """Refuse, in words, `turns` that took the window's count to `count` past `limit`."""
+    if count <= limit:
+        return
+    retry_after = max(1.0, (int(now // period) + 1) * period - now)
+    if turns > 1:
+        left = max(0, limit - (count - turns))
         raise LimitError(
             "rate_limited",
-            f"You have sent {limit} messages in the last {_period_words(period)} (connection "
-            f"tests and model lists count too), which is the limit: try again in "
-            f"{round(retry_after)} seconds.",
+            f"A compare of {turns} replies counts as {turns} messages, and {left} of your "
+            f"{limit} per {_period_words(period)} are left: compare fewer models, or try "
+            f"again in {round(retry_after)} seconds.",
             retry_after=retry_after,
         )
+    raise LimitError(
+        "rate_limited",
+        f"You have sent {limit} messages in the last {_period_words(period)} (connection "
+        f"tests and model lists count too), which is the limit: try again in "
+        f"{round(retry_after)} seconds.",
+        retry_after=retry_after,
+    )
 
 
 def _count(key: str, ttl: int, by: int = 1) -> int:

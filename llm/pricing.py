@@ -23,6 +23,7 @@ from typing import Any
 
 from django.db.models.signals import post_delete, post_save
 
+from llm import trips
 from llm.models import ModelPrice
 
 RELOAD_SECONDS = 60.0
@@ -37,6 +38,8 @@ _lock = threading.Lock()
 # (provider, model) -> [(effective_from, rates)], newest first
 _table: dict[tuple[str, str], list[tuple[dt.date, Rates]]] = {}
 _loaded_at = -RELOAD_SECONDS
+# fresh() reloads this much early, so that a cost() just after it never reloads.
+FRESH_MARGIN_SECONDS = 5.0
 
 
 def _load() -> dict[tuple[str, str], list[tuple[dt.date, Rates]]]:
@@ -52,6 +55,14 @@ def _load() -> dict[tuple[str, str], list[tuple[dt.date, Rates]]]:
             table.setdefault((provider, model.lower()), []).append((since, (rate_in, rate_out)))
         _table, _loaded_at = table, time.monotonic()
         return table
+
+
+async def fresh() -> None:
+    """Reload the prices now, on a database trip, if the next cost() would reload them:
+    PostgreSQL's async finish (llm/pg_trips.py) must not query on the event loop."""
+    if time.monotonic() - _loaded_at >= RELOAD_SECONDS - FRESH_MARGIN_SECONDS:
+        clear_cache()
+        await trips.trip(_load)()
 
 
 def clear_cache(**_: Any) -> None:

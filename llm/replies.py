@@ -32,7 +32,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import User
-from llm import keep_alive, logs, metrics, reply_log, trips, turn_sql
+from llm import keep_alive, logs, metrics, pg_trips, reply_log, trips, turn_sql
 from llm.events import Event, TextDelta, ThinkingDelta, TurnError, TurnFinished, TurnStarted
 from llm.models import Message
 from llm.turn_trips import stored_reply
@@ -463,6 +463,8 @@ class Runner:
                 await asyncio.wait_for(self._flush(tick=False), HELPER_STOP_SECONDS)
             with suppress(Exception):
                 await asyncio.wait_for(self.log.close(), HELPER_STOP_SECONDS)
+        with suppress(Exception):  # the replies' finishes above were its last use
+            await asyncio.wait_for(pg_trips.close(), HELPER_STOP_SECONDS)
         if _runners.get(asyncio.get_running_loop()) is self:
             del _runners[asyncio.get_running_loop()]
 

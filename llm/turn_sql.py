@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,7 +28,7 @@ from llm.models import Conversation, Message, ProviderConfig
 INTERRUPTED = "interrupted by a server restart"
 
 
-def _table(model: type[models.Model]) -> str:
+def table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
@@ -57,22 +58,42 @@ class Standing:
     config: ProviderConfig | None  # their settings for the kind, the key still sealed
 
 
+def lock_person(user_id: int) -> None:
+    """Hold the person's row until the transaction ends (PostgreSQL; SQLite's one writer
+    already serialises the start's transaction)."""
+    if connection.features.has_select_for_update:
+        with connection.cursor() as cursor:
+            cursor.execute(LOCK_PERSON, [user_id])
+
+
+LOCK_PERSON = f"SELECT id FROM {table(User)} WHERE id = %s FOR UPDATE"
+
+
 def standing(user_id: int, kind: str, live_since: dt.datetime) -> Standing:
     """The account, how many of its replies stream (rows written since `live_since`), and
     its settings for `kind`: one query for all three."""
-    columns = ", ".join(f"c.{name}" for name in CONFIG_FIELDS)
-    messages, conversations = _table(Message), _table(Conversation)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT u.is_active, (SELECT COUNT(*) FROM {messages} m "
-            f"JOIN {conversations} v ON v.id = m.conversation_id WHERE v.user_id = u.id "
-            "AND m.status = 'streaming' AND m.updated_at >= %s), "
-            f"{columns} FROM {_table(User)} u "
-            f"LEFT JOIN {_table(ProviderConfig)} c ON c.user_id = u.id AND c.kind = %s "
-            "WHERE u.id = %s",
-            [_stamp(live_since), kind, user_id],
-        )
+        cursor.execute(standing_select() + " WHERE u.id = %s", [_stamp(live_since), kind, user_id])
         row = cursor.fetchone()
+    return standing_from(row)
+
+
+def standing_select(live: str = "%s", kind: str = "%s") -> str:
+    """The standing's SELECT (u: the user, c: their settings for the kind), with the
+    placeholders of its two parameters; PostgreSQL's one-statement start (llm/pg_trips.py)
+    reads it as its first step."""
+    config = ", ".join(f"c.{name}" for name in CONFIG_FIELDS)
+    return (
+        f"SELECT u.is_active, (SELECT COUNT(*) FROM {table(Message)} m "
+        f"JOIN {table(Conversation)} v ON v.id = m.conversation_id WHERE v.user_id = u.id "
+        f"AND m.status = 'streaming' AND m.updated_at >= {live}) AS streaming, {config} "
+        f"FROM {table(User)} u "
+        f"LEFT JOIN {table(ProviderConfig)} c ON c.user_id = u.id AND c.kind = {kind}"
+    )
+
+
+def standing_from(row: Sequence[Any] | None) -> Standing:
+    """A Standing from a row of STANDING_COLUMNS (None: no such account)."""
     if row is None:
         return Standing(active=False, streaming=0, config=None)
     active, streaming, values = bool(row[0]), int(row[1]), row[2:]
@@ -98,7 +119,7 @@ def standing(user_id: int, kind: str, live_since: dt.datetime) -> Standing:
 def insert_conversation(user_id: int, title: str, external_key: str, now: dt.datetime) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {_table(Conversation)} "
+            f"INSERT INTO {table(Conversation)} "
             "(user_id, title, external_key, created_at, updated_at) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING id",
             [user_id, title, external_key, _stamp(now), _stamp(now)],
@@ -135,7 +156,7 @@ def insert_exchange(
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {_table(Message)} ({columns}) VALUES "
+            f"INSERT INTO {table(Message)} ({columns}) VALUES "
             "(%s, 'user', %s, 'complete', '', '', '', '', 0, 0, 0, 0, %s, 0, %s, %s, %s), "
             "(%s, 'assistant', '', 'streaming', '', '', %s, %s, 0, 0, 0, %s, NULL, 1, %s, "
             "%s, %s) RETURNING id, role",
@@ -155,7 +176,7 @@ def store_reply(reply: TurnFinished, user_message_id: int, *, seq: int, now: dt.
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {_table(Message)} SET content = %s, status = %s, input_tokens = %s, "
+            f"UPDATE {table(Message)} SET content = %s, status = %s, input_tokens = %s, "
             "output_tokens = %s, cost = %s, ttft_ms = %s, latency_ms = %s, error_code = %s, "
             "error_message = %s, reply_to_id = %s, seq = %s, reserved_cost = 0, updated_at = %s, "
             "provider = %s, model = %s, thinking = %s, thinking_ms = %s, attempts = %s, "

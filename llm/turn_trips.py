@@ -189,6 +189,11 @@ def sweep_interrupted(before: dt.datetime | None = None) -> int:
     return turn_sql.sweep_interrupted(before or _PROCESS_STARTED)
 
 
+def swept() -> bool:
+    """Whether this process has swept (the first start trip does it, on the thread path)."""
+    return _swept
+
+
 def _sweep_once() -> None:
     # Once per process, inside the first turn's start trip: it needs no lifespan event
     # (daphne sends none), costs nothing at import, and covers every process that runs
@@ -233,6 +238,11 @@ def _sent_before(ask: Ask) -> tuple[int, int] | None:
     )
 
 
+def live_since(now: dt.datetime) -> dt.datetime:
+    """The oldest write of a streaming row that still holds a reply slot."""
+    return now - _live_window()
+
+
 def _live_window() -> dt.timedelta:
     """How recently a streaming row must have been written to hold a reply slot: a live
     reply writes at least every idle timeout once its first byte came, so an older row
@@ -241,7 +251,7 @@ def _live_window() -> dt.timedelta:
     return dt.timedelta(seconds=quiet + 5)
 
 
-def _refused(exc: limits.LimitError) -> TurnError:
+def refused(exc: limits.LimitError) -> TurnError:
     metrics.refused(exc.code)
     return TurnError(exc.code, exc.message, retry_after=exc.retry_after)
 
@@ -251,26 +261,14 @@ def _start_once(ask: Ask) -> Plan | Replay:
         if not ask.rate_counted:
             limits.check_rate(ask.user.pk)
     except limits.LimitError as exc:
-        raise _refused(exc) from None
+        raise refused(exc) from None
     now = timezone.now()
-    standing = turn_sql.standing(ask.user.pk, ask.kind, now - _live_window())
-    if not standing.active:
-        raise TurnError(
-            "unauthenticated", "This account has been deactivated: ask an administrator."
-        )
-    cap = settings.LLM_MAX_CONCURRENT_REPLIES
-    if cap and standing.streaming >= cap:
-        raise TurnError(
-            "busy",
-            f"You already have {standing.streaming} replies being written, the most at once: "
-            "wait for one to finish, or stop one.",
-        )
-    config = standing.config
-    _check_configured(ask.kind, config)
-    spec = registry.spec(ask.kind)
-    model = ask.model_name or (config.effective_model if config else spec.default_model)
-
     with transaction.atomic():
+        # One start of a person's at a time from here to commit, so that two cannot
+        # both take the last of their LLM_MAX_CONCURRENT_REPLIES (nor of their budget).
+        turn_sql.lock_person(ask.user.pk)
+        standing = turn_sql.standing(ask.user.pk, ask.kind, live_since(now))
+        config, model = admit(ask, standing)
         rows: list[tuple[Any, ...]] = []
         if ask.history is not None:
             conversation_id = _create_conversation(ask, now)
@@ -308,10 +306,10 @@ def _start_once(ask: Ask) -> Plan | Replay:
         reserve = _most_cost(ask, request, now)
         try:
             limits.check_budget(
-                ask.user, timezone.localdate(now), reserve=reserve, live_since=now - _live_window()
+                ask.user, timezone.localdate(now), reserve=reserve, live_since=live_since(now)
             )
         except limits.LimitError as exc:
-            raise _refused(exc) from None
+            raise refused(exc) from None
         asked, answer = turn_sql.insert_exchange(
             conversation_id,
             ask.text,
@@ -331,6 +329,32 @@ def _start_once(ask: Ask) -> Plan | Replay:
         first=dataclasses.replace(first, blocked=breakers.gate(config, first.server, now)),
         compare_id=ask.compare_id,
     )
+
+
+def admit(ask: Ask, standing: turn_sql.Standing) -> tuple[ProviderConfig | None, str]:
+    """The person's settings for the kind and the model asked, if their standing admits
+    the turn; else the refusal in words. (llm/pg_trips.py asks the same in SQL.)"""
+    if not standing.active:
+        raise TurnError(
+            "unauthenticated", "This account has been deactivated: ask an administrator."
+        )
+    cap = settings.LLM_MAX_CONCURRENT_REPLIES
+    if cap and standing.streaming >= cap:
+        raise TurnError(
+            "busy",
+            f"You already have {standing.streaming} replies being written, the most at once: "
+            "wait for one to finish, or stop one.",
+        )
+    config = standing.config
+    _check_configured(ask.kind, config)
+    spec = registry.spec(ask.kind)
+    return config, ask.model_name or (config.effective_model if config else spec.default_model)
+
+
+def first_request(ask: Ask, model: str, config: ProviderConfig | None) -> Target:
+    """The first choice for a new conversation with nothing attached (breakers not yet
+    checked): what llm/pg_trips.py plans after its one statement."""
+    return _target(ask.kind, model, config, _request(ask, model, config, []))
 
 
 def _target(kind: str, model: str, config: ProviderConfig | None, request: ChatRequest) -> Target:
@@ -382,8 +406,8 @@ def fallbacks(ask: Ask, plan: Plan) -> list[Target | Attempt]:
             attachments.check_vision(
                 kind, model, any(m.images for m in plan.first.request.messages)
             )
-        except TurnError as refused:
-            steps.append(Attempt(kind, model, refused, 0.0))
+        except TurnError as refusal:
+            steps.append(Attempt(kind, model, refusal, 0.0))
             continue
         request = _request_for(ask, plan.first.request, model, config)
         steps.append(_target(kind, model, config, request))
@@ -419,17 +443,21 @@ def _check_configured(kind: str, config: ProviderConfig | None) -> None:
         )
 
 
-def _title(ask: Ask) -> str:
+def conversation_title(ask: Ask) -> str:
     return ask.text.strip().splitlines()[0][:TITLE_CHARS]
 
 
 def _create_conversation(ask: Ask, now: dt.datetime) -> int:
-    return turn_sql.insert_conversation(ask.user.pk, _title(ask), ask.conversation_key, now)
+    return turn_sql.insert_conversation(
+        ask.user.pk, conversation_title(ask), ask.conversation_key, now
+    )
 
 
 def _conversation_for_key(ask: Ask) -> int:
     conversation, _ = Conversation.objects.get_or_create(
-        user_id=ask.user.pk, external_key=ask.conversation_key, defaults={"title": _title(ask)}
+        user_id=ask.user.pk,
+        external_key=ask.conversation_key,
+        defaults={"title": conversation_title(ask)},
     )
     return conversation.pk
 
@@ -604,6 +632,31 @@ def _request_for(
 
 
 def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
+    finished, now = finished_event(ask, plan, outcome)
+    answered = outcome.answered
+    answered_upstream = not outcome.cached and outcome.status != ERROR
+    with transaction.atomic():
+        turn_sql.store_reply(finished, plan.user_message_id, seq=outcome.seq, now=now)
+        if answered_upstream and breakers.needs_reset(answered.config, answered.server):
+            breakers.succeeded(answered.config, answered.server)
+        limits.record_usage(
+            user_id=ask.user.pk,
+            day=timezone.localdate(now),
+            provider=answered.kind,
+            model=answered.model,
+            input_tokens=finished.input_tokens,
+            output_tokens=finished.output_tokens,
+            cost=finished.cost,
+            failed=outcome.status == ERROR,
+        )
+    return finished
+
+
+def finished_event(
+    ask: Ask, plan: Plan, outcome: Outcome, *, render_html: bool = True
+) -> tuple[TurnFinished, dt.datetime]:
+    """The event that ends the reply (tokens counted or estimated, cost, HTML unless the
+    caller renders it itself), and now."""
     answered = outcome.answered
     if outcome.cached:
         input_tokens = output_tokens = 0
@@ -618,7 +671,7 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
     now = timezone.now()
     day = timezone.localdate(now)
     cost = pricing.cost(answered.kind, answered.model, day, input_tokens, output_tokens)
-    html = render.to_html(outcome.content) if ask.render_html else ""
+    html = render.to_html(outcome.content) if ask.render_html and render_html else ""
     finished = TurnFinished(
         conversation_id=plan.conversation_id,
         message_id=plan.message_id,
@@ -639,22 +692,7 @@ def finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
         attempts=outcome.attempts,
         cached=outcome.cached,
     )
-    answered_upstream = not outcome.cached and outcome.status != ERROR
-    with transaction.atomic():
-        turn_sql.store_reply(finished, plan.user_message_id, seq=outcome.seq, now=now)
-        if answered_upstream and breakers.needs_reset(answered.config, answered.server):
-            breakers.succeeded(answered.config, answered.server)
-        limits.record_usage(
-            user_id=ask.user.pk,
-            day=day,
-            provider=answered.kind,
-            model=answered.model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            failed=outcome.status == ERROR,
-        )
-    return finished
+    return finished, now
 
 
 start_trip = trips.trip(start)

@@ -23,6 +23,7 @@ CancelledError go on. When the cancel lands between two events instead,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -31,11 +32,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
+import psycopg
 from django.conf import settings
 from django.db import OperationalError
 
 from accounts.models import User
-from llm import attachments, capacity, crypto, logs, metrics, reply_cache
+from llm import attachments, capacity, crypto, logs, metrics, pg_trips, reply_cache
 from llm.events import (
     Attempt,
     Event,
@@ -307,7 +309,7 @@ class Turn:
     async def _run(self) -> AsyncGenerator[Event, None]:
         stream = _Stream(time.monotonic())
         ask = self._ask()
-        start = asyncio.ensure_future(start_trip(ask))
+        start = asyncio.ensure_future(_start(ask))
         try:
             planned = await _shielded(start)
         except asyncio.CancelledError:
@@ -513,15 +515,15 @@ class Turn:
             await asyncio.gather(self._progress, return_exceptions=True)
         for pause in FINISH_RETRY_PAUSES:
             try:
-                self.result = await finish_trip(ask, plan, outcome)
+                self.result = await _finish(ask, plan, outcome)
                 break
-            except OperationalError:
+            except (OperationalError, psycopg.OperationalError):
                 # A lock held too long (SQLite's one writer) or a dropped connection: the
                 # reply must not stay `streaming`, so try again before giving up.
                 log.warning("storing reply %s failed; retrying", plan.message_id, exc_info=True)
                 await asyncio.sleep(pause)
         else:
-            self.result = await finish_trip(ask, plan, outcome)
+            self.result = await _finish(ask, plan, outcome)
         metrics.turn_ended(self.result)
         logs.turn_ended(self.result, ask.user.pk)
         if status == COMPLETE and stream.cache_key and not stream.cached:
@@ -530,6 +532,23 @@ class Turn:
             except Exception:  # a cache that is down costs the next hit, nothing more
                 log.warning("caching reply %s failed", plan.message_id, exc_info=True)
         return self.result
+
+
+async def _start(ask: Ask) -> Plan | Replay:
+    """PostgreSQL's one-statement start for the common turn, else the thread trip."""
+    if pg_trips.takes(ask):
+        plan = await pg_trips.start(ask)
+        if plan is not None:
+            return plan
+        ask = dataclasses.replace(ask, rate_counted=True)  # counted once already
+    return await start_trip(ask)
+
+
+async def _finish(ask: Ask, plan: Plan, outcome: Outcome) -> TurnFinished:
+    """PostgreSQL's one-statement finish, else the thread trip."""
+    if pg_trips.finishes(outcome):
+        return await pg_trips.finish(ask, plan, outcome)
+    return await finish_trip(ask, plan, outcome)
 
 
 async def _in_line(

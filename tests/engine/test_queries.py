@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from accounts.models import User
-from llm import turns
+from llm import pg_trips, turns
 from llm.turns import run_turn
 from tests.engine.conftest import configure
 from tests.fakes.openai_server import FakeOpenAI
@@ -38,6 +39,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return original(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(CursorWrapper, "_execute_with_wrappers", counting)
+    monkeypatch.setattr(pg_trips, "observer", seen.append)  # PostgreSQL's async pool
     yield seen
 
 
@@ -68,7 +70,14 @@ async def test_queries_per_turn_do_not_grow_with_the_reply(
     fake_openai.reply(chunks=["tok "] * 2000)
     continued_long = await _turn(alice, 2000, statements, conversation_id=conversation_id)
 
-    # New conversation: settings, conversation, both messages; reply, usage.
-    assert len(new_short) == len(new_long) == 5, new_long
-    # Continued: settings, touch+lock, history, both messages; reply, usage.
-    assert len(continued_short) == len(continued_long) == 6, continued_long
+    if connection.vendor == "postgresql":
+        # New conversation: the person's lock, then standing, conversation and both
+        # messages in one statement; reply and usage in one (llm/pg_trips.py).
+        assert len(new_short) == len(new_long) == 3, new_long
+        # Continued: the lock, settings, touch+lock, history, both messages; reply and usage.
+        assert len(continued_short) == len(continued_long) == 6, continued_long
+    else:
+        # New conversation: settings, conversation, both messages; reply, usage.
+        assert len(new_short) == len(new_long) == 5, new_long
+        # Continued: settings, touch+lock, history, both messages; reply, usage.
+        assert len(continued_short) == len(continued_long) == 6, continued_long
