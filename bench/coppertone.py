@@ -16,9 +16,13 @@ from base64 import urlsafe_b64encode
 from pathlib import Path
 from typing import Any
 
-from bench.procs import HOST, PYTHON, ROOT, BenchError, run_json
+from bench.procs import HOST, PYTHON, ROOT, SERVER_CPUS, BenchError, run_json
 
-SERVERS = ("uvicorn", "daphne")
+# A worker per core, as the README and compose.yaml deploy it.
+WORKERS = os.cpu_count() or 1
+# One process first (the profile, the query count and the cross-process replies run on
+# the first), then as deployed, then daphne for comparison.
+SERVERS = ("uvicorn", "uvicorn-workers", "daphne")
 
 
 def uses_external_database(smoke: bool) -> bool:
@@ -70,12 +74,20 @@ def prepare(env: dict[str, str], mock_base_url: str) -> dict[str, Any]:
 
 def command(server: str, port: int) -> list[str]:
     app = "coppertone.asgi:application"
-    if server == "uvicorn":
+    if server in ("uvicorn", "uvicorn-workers"):
         # uvloop + httptools + websockets, as uvicorn[standard] picks by default.
-        return [
+        argv = [
             PYTHON, "-m", "uvicorn", app, "--host", HOST, "--port", str(port),
             "--no-access-log", "--log-level", "warning", "--lifespan", "off",
         ]  # fmt: skip
+        if server == "uvicorn-workers":  # as the Dockerfile runs it
+            argv += ["--workers", str(WORKERS), "--http", "coppertone.http_protocol:HeaderDeadline"]
+        return argv
     if server == "daphne":
         return [PYTHON, "-m", "daphne", "-b", HOST, "-p", str(port), "-v", "0", app]
     raise ValueError(f"unknown server {server!r}")
+
+
+def cpus(server: str) -> frozenset[int] | None:
+    """A one-process server keeps to its core; one with a worker per core takes them all."""
+    return None if server.endswith("-workers") else SERVER_CPUS

@@ -1,9 +1,10 @@
 """LiteLLM's proxy, in a virtual environment of its own, pointed at the same mock.
 
 The environment is made on the first run under bench/.venv-litellm (gitignored)
-and reused after that. The proxy runs with one worker, no database, telemetry off
-and the bundled model cost map (`LITELLM_LOCAL_MODEL_COST_MAP=True`), so it never
-reaches the network; its access log is off, as Coppertone's is under the benchmark.
+and reused after that. The proxy runs with one worker or a worker per core, no
+database, telemetry off and the bundled model cost map
+(`LITELLM_LOCAL_MODEL_COST_MAP=True`), so it never reaches the network; its access log
+is off, as Coppertone's is under the benchmark.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def write_config(workdir: Path, mock_base_url: str, models: list[str]) -> tuple[
     return config_path, log_path
 
 
-def command(executable: Path, config: Path, log_config: Path, port: int) -> list[str]:
+def command(
+    executable: Path, config: Path, log_config: Path, port: int, workers: int = 1
+) -> list[str]:
     return [
         str(executable),
         "--config",
@@ -89,7 +92,7 @@ def command(executable: Path, config: Path, log_config: Path, port: int) -> list
         "--port",
         str(port),
         "--num_workers",
-        "1",
+        str(workers),
         "--log_config",
         str(log_config),
         "--telemetry",

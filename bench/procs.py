@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -28,6 +29,22 @@ HOST = "127.0.0.1"
 
 class BenchError(RuntimeError):
     """A step of the run failed; the message says which and where its log is."""
+
+
+# Where each part runs, where the machine allows: a one-process server on the first core,
+# the load generator and the mock upstream on the others, so that neither takes the
+# server's core. A server with a worker per core gets every core (it shares them with
+# the load). On one core nothing is pinned.
+_ALL = frozenset(range(os.cpu_count() or 1))
+SERVER_CPUS: frozenset[int] | None = frozenset({0}) if len(_ALL) > 1 else None
+LOAD_CPUS: frozenset[int] | None = _ALL - {0} if len(_ALL) > 1 else None
+
+
+def pinned(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn that keeps the child on `cpus` (None: anywhere)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def free_port() -> int:
@@ -79,7 +96,15 @@ class Processes:
     def _interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> Proc:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path = ROOT,
+        cpus: frozenset[int] | None = None,
+    ) -> Proc:
+        """Start `argv` in its own session, on `cpus` only when given (SERVER_CPUS, LOAD_CPUS)."""
         log = self.logs / f"{name}.log"
         with open(log, "ab") as out:
             popen = subprocess.Popen(
@@ -90,6 +115,7 @@ class Processes:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=pinned(cpus),
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -180,7 +206,13 @@ def run_json(argv: list[str], env: dict[str, str], timeout: float) -> dict[str, 
     """Run a helper process that prints one JSON line last; return that object."""
     try:
         done = subprocess.run(
-            argv, cwd=ROOT, env=env, capture_output=True, timeout=timeout, check=False
+            argv,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            preexec_fn=pinned(LOAD_CPUS),  # helpers and the load generator: off the server's core
         )
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{' '.join(argv[:4])} took longer than {timeout:.0f}s") from exc
@@ -213,6 +245,7 @@ class Interactive:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=pinned(LOAD_CPUS),
         )
 
     def _io(self) -> tuple[IO[bytes], IO[bytes]]:

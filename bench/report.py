@@ -1,4 +1,4 @@
-"""The run's table, its ratios, the targets of issue 5, and the JSON that holds them all."""
+"""The run's table, its ratios, the performance targets, and the JSON that holds them all."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SIDES = ("direct", "uvicorn", "daphne", "litellm")
+SIDES = ("direct", "uvicorn", "uvicorn-workers", "daphne", "litellm", "litellm-workers")
+DEPLOYED, LITE_DEPLOYED = "uvicorn-workers", "litellm-workers"  # a worker per core
 MARGIN = 0.10  # how much better a server must be on a figure to count as better
 Figure = Callable[[dict[str, Any]], float | None]
 
@@ -225,10 +226,15 @@ def table(results: dict[str, Any]) -> str:
     names = {
         "direct": "direct",
         "uvicorn": "Coppertone uvicorn",
+        "uvicorn-workers": "Coppertone uvicorn, a worker per core",
         "daphne": "Coppertone daphne",
         "litellm": "LiteLLM",
+        "litellm-workers": "LiteLLM, a worker per core",
     }
-    head = ["figure", *(names[s] for s in present), f"{hub}/direct", f"{hub}/LiteLLM"]
+    head = [
+        "figure", *(names[s] for s in present), f"{hub}/direct", f"{hub}/LiteLLM",
+        "workers/LiteLLM workers",
+    ]  # fmt: skip
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, _key, figure, _higher in rows(results):
         values = {s: figure(sides[s]) for s in present}
@@ -239,6 +245,7 @@ def table(results: dict[str, Any]) -> str:
         cells += [
             ratio(values.get(hub), values.get("direct")),
             ratio(values.get(hub), values.get("litellm")),
+            ratio(values.get(DEPLOYED), values.get(LITE_DEPLOYED)),
         ]
         out.append("| " + " | ".join([label, *cells]) + " |")
     queries = sides.get("queries", {}).get("per_turn", {})
@@ -248,7 +255,7 @@ def table(results: dict[str, Any]) -> str:
             out.append(
                 f"| DB queries per {label}, 10 / 2,000 tokens | "
                 + " | ".join(f"{small} / {large}" if s == hub else "–" for s in present)
-                + " | – | – |"
+                + " | – | – | – |"
             )
     # Measured under the first server only (it loads the model into that process).
     cells = [
@@ -262,7 +269,7 @@ def table(results: dict[str, Any]) -> str:
         out.append(
             "| embedded model through /v1: tokens/s, first token ms | "
             + " | ".join(cells)
-            + " | – | – |"
+            + " | – | – | – |"
         )
     local = sides.get("local", {}).get("model", {})
     if get(local, "raw", "tokens_per_s") is not None:
@@ -274,7 +281,7 @@ def table(results: dict[str, Any]) -> str:
                 else "–"
                 for s in present
             )
-            + " | – | – |"
+            + " | – | – | – |"
         )
         out.append(
             "| embedded model first token ms, raw / adapter | "
@@ -284,7 +291,7 @@ def table(results: dict[str, Any]) -> str:
                 else "–"
                 for s in present
             )
-            + " | – | – |"
+            + " | – | – | – |"
         )
     return "\n".join(out)
 
@@ -294,153 +301,117 @@ def added(sides: dict[str, Any], hub: str, *path: str) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 5's targets, each with the measured figure and whether it was met."""
+def best_rps(results: dict[str, Any], side: str) -> float | None:
     sides = results.get("sides", {})
-    hub = results.get("recommended", "uvicorn")
+    found = [get(sides, side, f"nonstream_c{c}", "rps") for c in results.get("concurrencies", ())]
+    return max((v for v in found if v is not None), default=None)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The performance targets (issue 15), each measured in this run, with LiteLLM's and
+    the direct figure beside it: as deployed (a worker per core) where the target says so,
+    else the one-process server."""
+    sides = results.get("sides", {})
+    deployed = DEPLOYED if DEPLOYED in sides else "uvicorn"
+    lite = LITE_DEPLOYED if LITE_DEPLOYED in sides else "litellm"
     checks: list[dict[str, Any]] = []
 
-    def check(name: str, target: str, value: Any, met: bool | None, shown: str) -> None:
+    def check(name: str, goal: str, met: bool | None, shown: str, litellm: str = "–") -> None:
         checks.append(
-            {"figure": name, "target": target, "measured": shown, "value": value, "met": met}
+            {"figure": name, "target": goal, "measured": shown, "met": met, "litellm": litellm}
         )
 
-    best = [get(sides, hub, f"nonstream_c{c}", "rps") for c in results.get("concurrencies", ())]
-    best_hub = max((v for v in best if v is not None), default=None)
-    lite = [
-        get(sides, "litellm", f"nonstream_c{c}", "rps") for c in results.get("concurrencies", ())
-    ]
-    best_lite = max((v for v in lite if v is not None), default=None)
-    times = best_hub / best_lite if best_hub and best_lite else None
+    ours, theirs = best_rps(results, deployed), best_rps(results, lite)
+    direct = best_rps(results, "direct")
+    times = ours / theirs if ours and theirs else None
     check(
-        "non-streaming requests/s, each turn stored",
-        "at least 10x LiteLLM",
-        times,
-        None if times is None else times >= 10,
-        f"{fmt(best_hub)} vs {fmt(best_lite)} req/s = {fmt(times, 2)}x",
+        f"stored non-stream req/s, {deployed}",
+        "at least 5x LiteLLM with as many workers",
+        None if times is None else times >= 5,
+        f"{fmt(ours)} req/s = {ratio(ours, theirs)} LiteLLM, {ratio(ours, direct)} direct",
+        f"{fmt(theirs)} req/s",
     )
-    lat = added(sides, hub, "nonstream_c1", "latency_ms", "p50")
+    top = max(results.get("concurrencies", (50,)))
+    cpu = get(sides, "uvicorn", f"nonstream_c{top}", "server_cpu_ms_per_request")
+    lite_cpu = get(sides, "litellm", f"nonstream_c{top}", "server_cpu_ms_per_request")
     check(
-        "added latency, c=1, p50",
-        "at most 2 ms",
-        lat,
-        None if lat is None else lat <= 2,
-        f"+{fmt(lat, 2)} ms",
-    )
-    ttfb = added(sides, hub, "stream_ttft", "ttft_ms", "p50")
-    check(
-        "added time to first byte streaming, c=1",
+        f"server CPU per stored turn (one process, c={top})",
         "at most 3 ms",
-        ttfb,
-        None if ttfb is None else ttfb <= 3,
-        f"+{fmt(ttfb, 2)} ms (/v1)",
+        None if cpu is None else cpu <= 3,
+        f"{fmt(cpu, 2)} ms",
+        f"{fmt(lite_cpu, 2)} ms",
+    )
+    lat, lite_lat = (added(sides, s, "nonstream_c1", "latency_ms", "p50") for s in (deployed, lite))
+    check(
+        f"added latency c=1, p50, {deployed}",
+        "at most +4 ms",
+        None if lat is None else lat <= 4,
+        f"+{fmt(lat, 2)} ms",
+        f"+{fmt(lite_lat, 2)} ms",
+    )
+    first, lite_first = (added(sides, s, "stream_ttft", "ttft_ms", "p50") for s in (deployed, lite))
+    check(
+        f"added first token c=1, /v1, {deployed}",
+        "at most +3 ms",
+        None if first is None else first <= 3,
+        f"+{fmt(first, 2)} ms",
+        f"+{fmt(lite_first, 2)} ms",
     )
     # The WebSocket has no direct twin: compare it with the direct /v1 stream.
-    ws, direct = (
-        get(sides, hub, "ws_ttft", "ttft_ms", "p50"),
+    ws, direct_first = (
+        get(sides, deployed, "ws_ttft", "ttft_ms", "p50"),
         get(sides, "direct", "stream_ttft", "ttft_ms", "p50"),
     )
-    ws_ttfb = None if ws is None or direct is None else ws - direct
-    if ws_ttfb is not None:
-        check(
-            "added time to first byte, WebSocket, c=1",
-            "at most 3 ms",
-            ws_ttfb,
-            ws_ttfb <= 3,
-            f"+{fmt(ws_ttfb, 2)} ms",
-        )
-    for key, what in (("stream_saturation", "/v1"), ("ws_saturation", "WebSocket")):
-        rate = get(sides, hub, key, "tokens_per_s")
-        check(
-            f"relayed chunks/s per process ({what})",
-            "at least 15,000",
-            rate,
-            None if rate is None else rate >= 15000,
-            f"{fmt(rate)}/s",
-        )
+    ws_first = None if ws is None or direct_first is None else ws - direct_first
+    check(
+        f"added first token c=1, WebSocket, {deployed}",
+        "at most +3 ms",
+        None if ws_first is None else ws_first <= 3,
+        f"+{fmt(ws_first, 2)} ms",
+    )
     for key, what in (("paced", "/v1"), ("ws_paced", "WebSocket")):
-        run = get(sides, hub, key)
+        run = get(sides, deployed, key)
         if run is None or "complete" not in run:
-            check(
-                f"150 paced streams ({what})",
-                "all complete, +TTFT p95 <= 50 ms",
-                None,
-                None,
-                "not measured",
-            )
+            check(f"paced streams ({what}), {deployed}", "p95 added first token <= 100 ms", None,
+                  "not measured")  # fmt: skip
             continue
-        p50 = (
-            added(sides, hub, key, "ttft_ms", "p50")
-            if key == "paced"
-            else _vs_direct(sides, hub, key, "p50")
-        )
         p95 = (
-            added(sides, hub, key, "ttft_ms", "p95")
+            added(sides, deployed, key, "ttft_ms", "p95")
             if key == "paced"
-            else _vs_direct(sides, hub, key, "p95")
+            else _vs_direct(sides, deployed, key, "p95")
         )
         total = run.get("concurrency") or run["complete"] + run["incomplete"]
-        ok = run["errors"] == 0 and run["complete"] == total and (p95 is not None and p95 <= 50)
+        ok = run["errors"] == 0 and run["complete"] == total and p95 is not None and p95 <= 100
+        lite_run = get(sides, lite, key) if key == "paced" else None
         check(
-            f"{total} paced streams ({what})",
-            "all complete, no errors, added TTFT p95 at most 50 ms",
-            p95,
+            f"{total} paced streams ({what}), {deployed}",
+            "all complete, p95 added first token at most 100 ms",
             ok,
-            f"{run['complete']}/{total} complete, {run['errors']} errors, added TTFT "
-            f"p50 +{fmt(p50, 1)} p95 +{fmt(p95, 1)} ms",
+            f"{run['complete']}/{total} complete, {run['errors']} errors, p95 +{fmt(p95, 1)} ms",
+            f"{lite_run['complete']}/{total} complete, {lite_run['errors']} errors, p95 "
+            f"+{fmt(added(sides, lite, key, 'ttft_ms', 'p95'), 1)} ms"
+            if lite_run and "complete" in lite_run
+            else "–",
         )
-    idle = get(sides, hub, "ws_idle")
-    if idle and "kib_per_socket" in idle:
-        ok = idle["held"] >= idle["requested"] and idle["kib_per_socket"] <= 30
+    for key, what in (("stream_saturation", "/v1"), ("ws_saturation", "WebSocket")):
+        rate = get(sides, "uvicorn", key, "tokens_per_s")
         check(
-            "idle WebSockets on one process",
-            "5,000 at no more than 30 KiB each",
-            idle["kib_per_socket"],
-            ok,
-            f"{idle['held']}/{idle['requested']} held, {fmt(idle['kib_per_socket'])} KiB each",
-        )
-    local = get(sides, "local", "model")
-    if local and "tokens_per_s_ratio" in local:
-        ok = local["tokens_per_s_ratio"] >= 0.95 and local["added_ttft_ms"] <= 20
-        check(
-            "embedded model (adapter)",
-            "at least 95% of raw tokens/s, at most 20 ms added to first token",
-            local["tokens_per_s_ratio"],
-            ok,
-            f"{local['tokens_per_s_ratio']:.1%} of raw, "
-            f"first token +{fmt(local['added_ttft_ms'])} ms",
-        )
-        via = next((get(sides, s, "local_v1") for s in SIDES if get(sides, s, "local_v1")), None)
-        rate, first = get(via or {}, "events_per_s_p50"), get(via or {}, "ttft_ms", "p50")
-        if rate and first is not None:
-            share = rate / local["raw"]["tokens_per_s"]
-            extra = first - local["raw"]["ttft_ms"]
-            # Shown, not judged: the raw runs start from an empty KV cache in another
-            # process at another moment, while the server keeps its cache between turns.
-            check(
-                "embedded model (through /v1)",
-                "at least 95% of raw tokens/s, at most 20 ms added to first token",
-                share,
-                None,
-                f"{share:.1%} of raw, first token {extra:+.0f} ms (not comparable: other "
-                "process, other moment, warm KV cache)",
-            )
+            f"relayed chunks/s, one process ({what})",
+            "no lower than 42,000",
+            None if rate is None else rate >= 42000,
+            f"{fmt(rate)}/s",
+            f"{fmt(get(sides, 'litellm', key, 'tokens_per_s'))}/s" if key == "stream_saturation"
+            else "–",
+        )  # fmt: skip
     queries = get(sides, "queries", "per_turn")
     if queries:
         small, large = get(queries, "engine_10", "queries"), get(queries, "engine_2000", "queries")
-        ok = small is not None and small == large and large <= 6
+        v1 = get(queries, "v1_10", "queries")
         check(
             "queries per turn",
-            "the same for 10 and 2,000 tokens, at most 6",
-            large,
-            ok,
-            f"{small} and {large} per turn"
-            + (
-                f"; {get(queries, 'v1_10', 'queries')} and {get(queries, 'v1_2000', 'queries')} "
-                "per /v1 request"
-                if get(queries, "v1_10") is not None
-                else ""
-            ),
+            "no higher than 5",
+            None if large is None else small == large and large <= 5,
+            f"{small} and {large} per turn (10 and 2,000 tokens); {v1} per /v1 request",
         )
     return checks
 
@@ -451,10 +422,12 @@ def _vs_direct(sides: dict[str, Any], hub: str, key: str, p: str) -> float | Non
 
 
 def target_table(checks: list[dict[str, Any]]) -> str:
-    out = ["| target | goal | measured | met |", "|---|---|---|---|"]
+    out = ["| target | goal | measured | LiteLLM, same run | met |", "|---|---|---|---|---|"]
     for c in checks:
         met = "–" if c["met"] is None else ("yes" if c["met"] else "**no**")
-        out.append(f"| {c['figure']} | {c['target']} | {c['measured']} | {met} |")
+        out.append(
+            f"| {c['figure']} | {c['target']} | {c['measured']} | {c.get('litellm', '–')} | {met} |"
+        )
     return "\n".join(out)
 
 

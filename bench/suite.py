@@ -1,8 +1,10 @@
 """The benchmark run: start everything, measure each side the same way, stop everything.
 
 Sides, one after another so that each has the machine to itself: the mock directly,
-LiteLLM's proxy, Coppertone under uvicorn, Coppertone under daphne. The mock and the
-load generator run in their own processes throughout.
+LiteLLM's proxy in one process and with a worker per core, Coppertone under uvicorn in
+one process and with a worker per core (as deployed), and under daphne. The mock and
+the load generator run in their own processes throughout, pinned off the one-process
+servers' core where the machine has more than one (bench/procs.py, SERVER_CPUS and LOAD_CPUS).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from bench import coppertone, litellm_proxy, profile, replies
 from bench.mock_upstream import reply_text
 from bench.procs import (
     HOST,
+    LOAD_CPUS,
     PYTHON,
+    SERVER_CPUS,
     BenchError,
     Interactive,
     Processes,
@@ -485,6 +489,7 @@ class Run:
                 "mock",
                 [PYTHON, "-m", "bench.mock_upstream", "--port", str(mock_port)],
                 dict(os.environ),
+                cpus=LOAD_CPUS,
             )
             mock_url = f"http://{HOST}:{mock_port}/v1"
             wait_http(mock, f"{mock_url}/models", 20)
@@ -515,8 +520,11 @@ class Run:
         self.say("direct to the mock:")
         self.measure_side(direct, hub=False)
 
-        if plan.litellm and self.time_left() > 120:
-            self.litellm(procs, work, mock_url, preparing)
+        if plan.litellm:
+            # One process, then a worker per core: the same two ways Coppertone runs.
+            for workers in (1, coppertone.WORKERS):
+                if self.time_left() > 120:
+                    self.litellm(procs, work, mock_url, preparing, workers)
         preparing.start()
         self.say(f"Coppertone: migrating a fresh database ({self.results['database']})...")
         seeded = preparing.result(600)
@@ -528,8 +536,11 @@ class Run:
             if server == plan.servers[0] and plan.queries:
                 self.step("queries", "per_turn", lambda: self.queries(env, seeded))
 
-    def litellm(self, procs: Processes, work: Path, mock_url: str, preparing: Background) -> None:
+    def litellm(
+        self, procs: Processes, work: Path, mock_url: str, preparing: Background, workers: int
+    ) -> None:
         plan = self.plan
+        name = "litellm" if workers == 1 else "litellm-workers"
         try:
             executable = litellm_proxy.ensure_venv(work / "litellm-install.log")
         except (BenchError, OSError) as exc:
@@ -545,18 +556,19 @@ class Run:
         config, log_config = litellm_proxy.write_config(work, mock_url, models)
         port = free_port()
         proc = procs.start(
-            "litellm",
-            litellm_proxy.command(executable, config, log_config, port),
+            name,
+            litellm_proxy.command(executable, config, log_config, port, workers),
             litellm_proxy.environment(work),
+            cpus=SERVER_CPUS if workers == 1 else None,
         )
-        self.say("LiteLLM proxy: starting (it takes ~30 s to import)...")
+        self.say(f"LiteLLM proxy, {workers} worker(s): starting (it takes ~30 s to import)...")
         preparing.start()
         try:
             wait_http(proc, f"http://{HOST}:{port}/health/liveliness", 180)
             preparing.wait(600)  # nothing else may run while LiteLLM is measured
             self.results["litellm_version"] = litellm_proxy.VERSION
             side = Side(
-                "litellm",
+                name,
                 f"http://{HOST}:{port}/v1",
                 "",
                 {"Authorization": f"Bearer {litellm_proxy.MASTER_KEY}"},
@@ -564,7 +576,7 @@ class Run:
             )
             self.measure_side(side, hub=False)
         except BenchError as exc:
-            self.problem("litellm", exc)
+            self.problem(name, exc)
         finally:
             procs.stop(proc)
 
@@ -572,7 +584,9 @@ class Run:
         self, procs: Processes, env: dict[str, str], server: str, seeded: dict[str, Any]
     ) -> None:
         port = free_port()
-        proc = procs.start(server, coppertone.command(server, port), env)
+        proc = procs.start(
+            server, coppertone.command(server, port), env, cpus=coppertone.cpus(server)
+        )
         base = f"http://{HOST}:{port}"
         self.say(f"Coppertone under {server} on {base} (pid {proc.pid}):")
         try:

@@ -97,11 +97,10 @@ def test_smoke_counts_queries_per_turn_for_short_and_long_replies(
 def test_smoke_prints_the_table_and_targets(smoke: tuple[dict, str]) -> None:
     results, stdout = smoke
     assert "| /v1 non-stream c=1: req/s |" in stdout
-    assert "| target | goal | measured | met |" in stdout
-    assert {t["figure"] for t in results["targets"]} >= {
-        "added latency, c=1, p50",
-        "queries per turn",
-    }
+    assert "| target | goal | measured | LiteLLM, same run | met |" in stdout
+    figures = {t["figure"] for t in results["targets"]}
+    # A smoke run has one server: the targets judge it where they would judge the workers.
+    assert {"added latency c=1, p50, uvicorn", "queries per turn"} <= figures
     assert results["machine"]["nproc"] >= 1
 
 
