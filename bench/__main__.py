@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
     parser.add_argument("--no-local-model", action="store_true", help="skip the embedded model")
     parser.add_argument(
-        "--servers", default="", help="comma-separated ASGI servers (uvicorn,daphne)"
+        "--servers", default="", help="comma-separated servers (uvicorn,uvicorn-workers,daphne)"
     )
     parser.add_argument(
         "--max-seconds", type=float, default=0, help="time budget (default 840, smoke 120)"

@@ -7,9 +7,10 @@ a connection of this event loop's pool (CTEs and INSERT ... RETURNING), no threa
 
   authenticate  the token and its user, last_used_at touched at most once a minute
                 (accounts/models.py holds its SQL);
-  start         the person's row lock, then the account, its replies streaming, its
-                settings for the kind and, only if they admit the turn, the new
-                conversation and both messages (two statements, pipelined);
+  start         the person's row lock (where replies at once are capped), then the
+                account, its replies streaming, its settings for the kind and, only if
+                they admit the turn, the new conversation and both messages (one
+                statement, pipelined after the lock);
   finish        the reply's row and the person's DailyUsage row.
 
 Why: README's Performance section has the profile and the figures before and after
@@ -225,24 +226,24 @@ async def start(ask: Ask) -> Plan | None:
             raise refused(exc) from None
     now = timezone.now()
     spec = registry.spec(ask.kind)
-    row = await _locked(
-        ask.user.pk,
-        START,
-        {
-            "user": ask.user.pk,
-            "kind": ask.kind,
-            "live": live_since(now),
-            "model": ask.model_name,
-            "default_model": spec.default_model,
-            "cap": settings.LLM_MAX_CONCURRENT_REPLIES,
-            "local": ask.kind == registry.LOCAL,
-            "needs_key": spec.needs_key,
-            "title": conversation_title(ask),
-            "text": ask.text,
-            "compare": ask.compare_id,
-            "now": now,
-        },
-    )
+    cap = settings.LLM_MAX_CONCURRENT_REPLIES
+    params: dict[str, Any] = {
+        "user": ask.user.pk,
+        "kind": ask.kind,
+        "live": live_since(now),
+        "model": ask.model_name,
+        "default_model": spec.default_model,
+        "cap": cap,
+        "local": ask.kind == registry.LOCAL,
+        "needs_key": spec.needs_key,
+        "title": conversation_title(ask),
+        "text": ask.text,
+        "compare": ask.compare_id,
+        "now": now,
+    }
+    # The person's row lock only where a cap is counted: without one, starts need not
+    # wait for each other (one service account on /v1 at c=50 would queue on it).
+    row = await (_locked(ask.user.pk, START, params) if cap else fetchone(START, params))
     if row is None:
         raise TurnError(
             "unauthenticated", "This account has been deactivated: ask an administrator."

@@ -42,10 +42,10 @@ _loaded_at = -RELOAD_SECONDS
 FRESH_MARGIN_SECONDS = 5.0
 
 
-def _load() -> dict[tuple[str, str], list[tuple[dt.date, Rates]]]:
+def _load(force: bool = False) -> dict[tuple[str, str], list[tuple[dt.date, Rates]]]:
     global _table, _loaded_at
     with _lock:
-        if time.monotonic() - _loaded_at < RELOAD_SECONDS:
+        if not force and time.monotonic() - _loaded_at < RELOAD_SECONDS:
             return _table
         table: dict[tuple[str, str], list[tuple[dt.date, Rates]]] = {}
         rows = ModelPrice.objects.order_by("-effective_from").values_list(
@@ -61,8 +61,8 @@ async def fresh() -> None:
     """Reload the prices now, on a database trip, if the next cost() would reload them:
     PostgreSQL's async finish (llm/pg_trips.py) must not query on the event loop."""
     if time.monotonic() - _loaded_at >= RELOAD_SECONDS - FRESH_MARGIN_SECONDS:
-        clear_cache()
-        await trips.trip(_load)()
+        # The table in memory stays in use meanwhile: it is still fresh for the margin.
+        await trips.trip(_load)(force=True)
 
 
 def clear_cache(**_: Any) -> None:

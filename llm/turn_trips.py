@@ -264,9 +264,10 @@ def _start_once(ask: Ask) -> Plan | Replay:
         raise refused(exc) from None
     now = timezone.now()
     with transaction.atomic():
-        # One start of a person's at a time from here to commit, so that two cannot
-        # both take the last of their LLM_MAX_CONCURRENT_REPLIES (nor of their budget).
-        turn_sql.lock_person(ask.user.pk)
+        if settings.LLM_MAX_CONCURRENT_REPLIES:
+            # One start of a person's at a time from here to commit, so that two cannot
+            # both take the last of their replies at once (the budget locks on its own).
+            turn_sql.lock_person(ask.user.pk)
         standing = turn_sql.standing(ask.user.pk, ask.kind, live_since(now))
         config, model = admit(ask, standing)
         rows: list[tuple[Any, ...]] = []

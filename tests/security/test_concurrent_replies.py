@@ -3,15 +3,19 @@ its slot freed when a reply completes, stops or fails, or its process died."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
+from llm.events import TurnError
 from llm.models import Conversation, Message
+from llm.turns import run_turn
 from tests.consumers.conftest import Connect
 from tests.consumers.test_chat_consumer import receive, send_frame, until_end
 from tests.fakes.openai_server import FakeOpenAI
@@ -66,3 +70,36 @@ async def test_rows_left_streaming_by_a_dead_process_hold_no_slot(
     assert (await start(socket, "Hello"))["type"] == "start"
     _, done = await until_end(socket)
     assert done["status"] == "complete"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.parametrize("async_database", [True, False], ids=["async pool", "thread path"])
+async def test_ten_starts_at_the_same_moment_take_only_the_free_slots(
+    alice: User, openai_for_alice: FakeOpenAI, settings: Any, async_database: bool
+) -> None:
+    settings.LLM_ASYNC_DATABASE = async_database
+    openai_for_alice.reply("word " * 30, chunks=["word "] * 30, delay=0.02)
+
+    decided: list[str] = []
+    all_decided = asyncio.Event()
+
+    def decide(outcome: str) -> None:
+        decided.append(outcome)
+        if len(decided) == 10:
+            all_decided.set()
+
+    async def first_event(text: str) -> None:
+        turn = run_turn(alice, text, provider="openai")
+        try:
+            async for _event in turn:  # TurnStarted: it holds a slot until all have tried
+                decide("started")
+                await all_decided.wait()
+                break
+        except TurnError as refused:
+            decide(refused.code)
+        finally:
+            await turn.aclose()
+
+    await asyncio.wait_for(asyncio.gather(*(first_event(f"q{i}") for i in range(10))), 30)
+    assert decided.count("started") == 3, decided  # the default cap, never more
+    assert decided.count("busy") == 7
