@@ -331,32 +331,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"{fmt(ours)} req/s = {ratio(ours, theirs)} LiteLLM, {ratio(ours, direct)} direct",
         f"{fmt(theirs)} req/s",
     )
+
+    def at_most(
+        name: str, limit: float, value: float | None, lite: float | None, sign: str
+    ) -> None:
+        goal = f"at most {sign}{limit:g} ms"
+        met = None if value is None else value <= limit
+        check(name, goal, met, f"{sign}{fmt(value, 2)} ms", f"{sign}{fmt(lite, 2)} ms")
+
     top = max(results.get("concurrencies", (50,)))
-    cpu = get(sides, "uvicorn", f"nonstream_c{top}", "server_cpu_ms_per_request")
-    lite_cpu = get(sides, "litellm", f"nonstream_c{top}", "server_cpu_ms_per_request")
-    check(
-        f"server CPU per stored turn (one process, c={top})",
-        "at most 3 ms",
-        None if cpu is None else cpu <= 3,
-        f"{fmt(cpu, 2)} ms",
-        f"{fmt(lite_cpu, 2)} ms",
+    cpu, lite_cpu = (
+        get(sides, s, f"nonstream_c{top}", "server_cpu_ms_per_request")
+        for s in ("uvicorn", "litellm")
     )
+    at_most(f"server CPU per stored turn (one process, c={top})", 3, cpu, lite_cpu, "")
     lat, lite_lat = (added(sides, s, "nonstream_c1", "latency_ms", "p50") for s in (deployed, lite))
-    check(
-        f"added latency c=1, p50, {deployed}",
-        "at most +4 ms",
-        None if lat is None else lat <= 4,
-        f"+{fmt(lat, 2)} ms",
-        f"+{fmt(lite_lat, 2)} ms",
-    )
+    at_most(f"added latency c=1, p50, {deployed}", 4, lat, lite_lat, "+")
     first, lite_first = (added(sides, s, "stream_ttft", "ttft_ms", "p50") for s in (deployed, lite))
-    check(
-        f"added first token c=1, /v1, {deployed}",
-        "at most +3 ms",
-        None if first is None else first <= 3,
-        f"+{fmt(first, 2)} ms",
-        f"+{fmt(lite_first, 2)} ms",
-    )
+    at_most(f"added first token c=1, /v1, {deployed}", 3, first, lite_first, "+")
     # The WebSocket has no direct twin: compare it with the direct /v1 stream.
     ws, direct_first = (
         get(sides, deployed, "ws_ttft", "ttft_ms", "p50"),
