@@ -273,6 +273,8 @@ async def start(ask: Ask) -> Plan | None:
 # --- the finish ------------------------------------------------------------------------
 
 _USAGE = turn_sql.table(DailyUsage)
+# turn_sql.store_reply and limits.record_usage in one statement: a column they learn to
+# write must be written here too (tests/engine/test_pg_trips.py compares the two paths).
 FINISH = f"""
 WITH reply AS (
     UPDATE {_MESSAGES} SET content = %(content)s, status = %(status)s,

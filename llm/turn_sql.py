@@ -5,7 +5,8 @@ path the ORM's own Python cost was larger than the database's: about 1.7 ms of C
 to insert the two messages with bulk_create against 0.25 ms for this INSERT, on a
 path that runs for every turn on every transport (measured on PostgreSQL, this
 machine). Values go through Django's field adapters, so types match what the ORM
-would have written. Everything here runs inside the engine's worker-thread trips.
+would have written. Everything here runs inside the engine's worker-thread trips;
+PostgreSQL's async start (llm/pg_trips.py) builds on standing_select and LOCK_PERSON.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def standing_select(live: str = "%s", kind: str = "%s") -> str:
 
 
 def standing_from(row: Sequence[Any] | None) -> Standing:
-    """A Standing from a row of STANDING_COLUMNS (None: no such account)."""
+    """A Standing from a row of standing_select() (None: no such account)."""
     if row is None:
         return Standing(active=False, streaming=0, config=None)
     active, streaming, values = bool(row[0]), int(row[1]), row[2:]

@@ -69,7 +69,8 @@ def stored(conversation_id: int) -> list[tuple[Any, ...]]:
         .order_by("id")
         .values_list(
             "role", "content", "status", "provider", "model", "input_tokens", "output_tokens",
-            "cost", "reply_to_id", "seq", "reserved_cost", "error_code",
+            "cost", "reply_to_id", "seq", "reserved_cost", "error_code", "error_message",
+            "thinking", "attempts", "cached",
         )
     )  # fmt: skip
 
@@ -108,7 +109,7 @@ async def test_a_v1_turn_takes_two_round_trips_and_stores_what_the_thread_path_s
     # role, content, status, provider, model, tokens and cost alike; then the links
     assert [row[:8] for row in first] == [row[:8] for row in second]
     asked, answer = first
-    assert answer[8] is not None and answer[9:] == second[1][9:]  # reply_to, seq, reserved, code
+    assert answer[8] is not None and answer[9:] == second[1][9:]  # reply_to aside, the rest
     assert answer[10] == 0  # nothing left reserved
     # The provider was sent the same messages both times, history first.
     sent = [r.json["messages"] for r in fake_openai.chat_requests[-2:]]
