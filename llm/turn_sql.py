@@ -84,11 +84,20 @@ def standing_select(live: str = "%s", kind: str = "%s") -> str:
     placeholders of its two parameters; PostgreSQL's one-statement start (llm/pg_trips.py)
     reads it as its first step."""
     config = ", ".join(f"c.{name}" for name in CONFIG_FIELDS)
+    live_rows = (
+        f"SELECT conversation_id FROM {table(Message)} "
+        f"WHERE status = 'streaming' AND updated_at >= {live}"
+    )
+    if connection.vendor == "postgresql":
+        # A fence: read the few streaming rows (their partial index) first, then their
+        # conversations. Flattened, the planner may walk all of the person's
+        # conversations instead: 10 ms a start for one with 7,752 (measured here),
+        # against under 0.5 ms.
+        live_rows += " OFFSET 0"
     return (
-        f"SELECT u.is_active, (SELECT COUNT(*) FROM {table(Message)} m "
-        f"JOIN {table(Conversation)} v ON v.id = m.conversation_id WHERE v.user_id = u.id "
-        f"AND m.status = 'streaming' AND m.updated_at >= {live}) AS streaming, {config} "
-        f"FROM {table(User)} u "
+        f"SELECT u.is_active, (SELECT COUNT(*) FROM ({live_rows}) m "
+        f"JOIN {table(Conversation)} v ON v.id = m.conversation_id WHERE v.user_id = u.id) "
+        f"AS streaming, {config} FROM {table(User)} u "
         f"LEFT JOIN {table(ProviderConfig)} c ON c.user_id = u.id AND c.kind = {kind}"
     )
 
