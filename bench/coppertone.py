@@ -72,6 +72,21 @@ def prepare(env: dict[str, str], mock_base_url: str) -> dict[str, Any]:
     return run_json([PYTHON, "-m", "bench.seed", mock_base_url], env, timeout=120)
 
 
+VACUUM = (
+    "import django; django.setup(); from django.db import connection; "
+    "connection.cursor().execute('VACUUM ANALYZE')"
+)
+
+
+def vacuum(env: dict[str, str]) -> None:
+    """VACUUM ANALYZE between sides on PostgreSQL, as autovacuum would in production:
+    these machines run PostgreSQL with autovacuum off, and a side that follows one which
+    wrote tens of thousands of rows would otherwise read their dead tuples and stale
+    statistics on every turn."""
+    if env.get("DATABASE_URL", "").startswith("postgres"):
+        subprocess.run([PYTHON, "-c", VACUUM], cwd=ROOT, env=env, check=True, timeout=600)
+
+
 def command(server: str, port: int) -> list[str]:
     app = "coppertone.asgi:application"
     if server in ("uvicorn", "uvicorn-workers"):

@@ -35,9 +35,11 @@ class BenchError(RuntimeError):
 # the load generator and the mock upstream on the others, so that neither takes the
 # server's core. A server with a worker per core gets every core (it shares them with
 # the load). On one core nothing is pinned.
+# BENCH_PIN=0 pins nothing (to see what the pinning itself changes).
 _ALL = frozenset(range(os.cpu_count() or 1))
-SERVER_CPUS: frozenset[int] | None = frozenset({0}) if len(_ALL) > 1 else None
-LOAD_CPUS: frozenset[int] | None = _ALL - {0} if len(_ALL) > 1 else None
+_PIN = len(_ALL) > 1 and os.environ.get("BENCH_PIN", "1") != "0"
+SERVER_CPUS: frozenset[int] | None = frozenset({0}) if _PIN else None
+LOAD_CPUS: frozenset[int] | None = _ALL - {0} if _PIN else None
 
 
 def pinned(cpus: frozenset[int] | None) -> Callable[[], None] | None:

@@ -532,6 +532,7 @@ class Run:
             if self.time_left() < 60:
                 self.problem(server, "skipped: the run's time budget is spent")
                 continue
+            coppertone.vacuum(env)
             self.hub(procs, env, server, seeded)
             if server == plan.servers[0] and plan.queries:
                 self.step("queries", "per_turn", lambda: self.queries(env, seeded))
