@@ -15,8 +15,8 @@ a connection of this event loop's pool (CTEs and INSERT ... RETURNING), no threa
 
 Why (bench --profile, /v1 non-streaming on PostgreSQL + Redis, one process pinned to a
 core of this 2-core machine, before and after): server CPU per stored turn went from
-3.8-4.5 ms to 2.5-3.0 ms at c=1/10/50, statements per /v1 request from 6 to 3, and
-ThreadPoolExecutor.submit from 14% to 8% of the profile; README has the whole run.
+3.8-4.5 ms to 2.4-3.0 ms at c=1/10/50, statements per /v1 request from 6 to 3, and
+ThreadPoolExecutor.submit from 14% to 8-11% of the profile; README has the whole run.
 
 Only the common turn comes here: a new conversation (every /v1 call, a first message
 in the widget) with no files, no images, no resend id, no budget to reserve against,
