@@ -43,7 +43,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from llm import breakers, limits, pricing, render, turn_sql
-from llm.events import TurnError, TurnFinished
+from llm.events import TurnFinished
 from llm.models import Conversation, DailyUsage, Message
 from llm.providers import registry
 from llm.turn_trips import (
@@ -247,10 +247,9 @@ async def start(ask: Ask) -> Plan | None:
     # The person's row lock only where a cap is counted: without one, starts need not
     # wait for each other (one service account on /v1 at c=50 would queue on it).
     row = await (_locked(ask.user.pk, START, params) if cap else fetchone(START, params))
-    if row is None:
-        raise TurnError(
-            "unauthenticated", "This account has been deactivated: ask an administrator."
-        )
+    if row is None:  # no such account: admit() words it as for a deactivated one
+        admit(ask, turn_sql.standing_from(None))
+        return None
     conversation_id, asked, answer, model = row[-4:]
     standing = turn_sql.standing_from(row[:-4])
     if answer is None:
